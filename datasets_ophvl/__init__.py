@@ -1,0 +1,1 @@
+"""datasets_ophvl: see the README; filled in by its own issue."""

@@ -1,0 +1,1 @@
+"""model_cards: see the README; filled in by its own issue."""
