@@ -70,7 +70,7 @@ class OphCLIPConfig(PreTrainedConfig):
     >>> # A ViT (CLIP vision) tower through the same config
     >>> vit = OphCLIPConfig(vision_config=CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
     ...                                                     num_attention_heads=4, image_size=32, patch_size=8),
-    ...                     text_config=BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+    ...                     text_config=BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=4,
     ...                                            num_attention_heads=4, intermediate_size=128),
     ...                     projection_dim=32, use_text_projection=True)
     >>> model = OphCLIPModel(vit)

@@ -173,6 +173,10 @@ class OphCLIPVideoEncoderMixin:
     """
 
     def _build_vision_side(self, config: OphCLIPConfig):
+        if config.vision_config.model_type == "resnet":
+            # A ResNet has no attention: a model-wide `attn_implementation="sdpa"`, which transformers propagates to
+            # every sub-config, would make ResNetModel refuse to build ("does not support ... sdpa").
+            config.vision_config._attn_implementation_internal = None
         self.vision_model = AutoModel.from_config(config.vision_config)
         self.visual_projection = nn.Linear(
             config.vision_hidden_size, config.projection_dim, bias=config.visual_projection_bias
