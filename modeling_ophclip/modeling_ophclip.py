@@ -260,7 +260,7 @@ class OphCLIPVideoEncoderMixin:
         _check_video_inputs(pixel_values_videos, frame_mask, self.config.vision_config.num_channels)
         batch_size, num_frames = pixel_values_videos.shape[:2]
         frames = pixel_values_videos.flatten(0, 1)
-        if frame_mask is None:
+        if frame_mask is None or bool(frame_mask.all()):
             outputs = self._vision_tower(frames)
             pooled = outputs.pooler_output.view(batch_size, num_frames, -1).mean(dim=1)
         else:
