@@ -441,6 +441,9 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
     ```
     """
 
+    # An OphCLIPModel checkpoint carries the text side, which this model does not build.
+    _keys_to_ignore_on_load_unexpected = [r"^text_model\.", r"^text_projection\.", r"^logit_scale$"]
+
     def __init__(self, config: OphCLIPConfig):
         super().__init__(config)
         self._build_vision_side(config)
