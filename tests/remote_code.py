@@ -87,8 +87,10 @@ def _child_env(cwd: Path, env_extra: dict | None) -> dict:
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["HF_DATASETS_OFFLINE"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="hf_modules_", dir=cwd)
-    env.update({key: str(value) for key, value in (env_extra or {}).items()})
+    env_extra = {key: str(value) for key, value in (env_extra or {}).items()}
+    if "HF_MODULES_CACHE" not in env_extra:
+        env["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="hf_modules_", dir=cwd)
+    env.update(env_extra)
     return env
 
 
