@@ -1,0 +1,179 @@
+"""Writing OphVL shards: atomically, resumably, in a shard count that divides evenly across readers.
+
+A `ShardWriter` fills `data/<subset>/part-NNNNN.tar` files. Each part is written as `part-NNNNN.tar.tmp` and renamed
+when complete, and only then recorded, with its sample keys, in a manifest (itself replaced atomically). A build that
+is killed therefore loses at most the part it was writing; on restart the writer drops leftovers (temporary files and
+parts the manifest does not know), and reports the keys it already holds so the build skips them: nothing is
+duplicated and nothing is lost. `finalize` renames (or, to reach a multiple of the reader count, re-packs) the parts
+into `train-00000-of-NNNNN.tar` files.
+"""
+
+import io
+import json
+import math
+import os
+import tarfile
+from pathlib import Path
+
+from .format import SUBSETS, shard_name, validate_record
+
+
+MANIFEST = ".ophvl-manifest.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0  # reproducible archives
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def iter_tar_samples(path):
+    """Yield `(key, {"mp4": bytes, "json": bytes})` from one of our tar files, in order."""
+    with tarfile.open(path, "r") as tar:
+        sample, key = {}, None
+        for member in tar:
+            if not member.isfile():
+                continue
+            member_key, _, ext = member.name.partition(".")
+            if key is not None and member_key != key:
+                yield key, sample
+                sample = {}
+            key = member_key
+            sample[ext] = tar.extractfile(member).read()
+        if key is not None:
+            yield key, sample
+
+
+class ShardWriter:
+    """Writes the samples of one OphVL subset under `root/data/<subset>/`.
+
+    Args:
+        root: the dataset folder (laid out like the Hub repo).
+        subset: `"clips"`, `"videos"` or `"silent"`.
+        samples_per_part: samples per tar part before `finalize` balances them.
+    """
+
+    def __init__(self, root, subset: str, samples_per_part: int = 64):
+        if subset not in SUBSETS:
+            raise ValueError(f"unknown OphVL subset {subset!r}; expected one of {SUBSETS}")
+        if samples_per_part < 1:
+            raise ValueError(f"samples_per_part must be >= 1, got {samples_per_part}")
+        self.subset = subset
+        self.samples_per_part = samples_per_part
+        self.dir = Path(root) / "data" / subset
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._manifest_path = self.dir / MANIFEST
+        self._manifest = {"subset": subset, "parts": [], "shards": None}
+        if self._manifest_path.exists():
+            self._manifest = json.loads(self._manifest_path.read_text())
+        self.done_keys = {key for part in self._manifest["parts"] for key in part["keys"]}
+        self._tar = None
+        self._tar_keys: list[str] = []
+        self._drop_leftovers()
+
+    @property
+    def finalized(self) -> bool:
+        return self._manifest["shards"] is not None
+
+    def _drop_leftovers(self):
+        if self.finalized:
+            # Finish a finalize that was interrupted: pending renames first, then parts that were re-packed.
+            for part, name in self._manifest.get("renames", {}).items():
+                if (self.dir / part).exists():
+                    os.replace(self.dir / part, self.dir / name)
+            for path in self.dir.glob("part-*"):
+                path.unlink()
+            return
+        known = {part["name"] for part in self._manifest["parts"]}
+        for path in self.dir.iterdir():
+            if path.name.endswith(".tmp") or (path.name.startswith("part-") and path.name not in known):
+                path.unlink()
+
+    def _save_manifest(self):
+        atomic_write_bytes(self._manifest_path, json.dumps(self._manifest, indent=1).encode())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.done_keys or key in self._tar_keys
+
+    def __len__(self) -> int:
+        return len(self.done_keys) + len(self._tar_keys)
+
+    def write(self, key: str, video: bytes, record: dict) -> None:
+        """Add one sample; `record` must be valid for the subset (see `format.validate_record`)."""
+        if self.finalized:
+            raise RuntimeError(f"the {self.subset} shards in {self.dir} are finalized; write to a new folder")
+        if "." in key or "/" in key or not key:
+            raise ValueError(f"sample key {key!r} must be non-empty without dots or slashes")
+        if key in self:
+            raise ValueError(f"sample key {key!r} was already written to {self.subset}")
+        problem = validate_record(self.subset, record)
+        if problem:
+            raise ValueError(f"invalid {self.subset} record for {key!r}: {problem}")
+        if self._tar is None:
+            self._tar_name = f"part-{len(self._manifest['parts']):05d}.tar"
+            self._tar = tarfile.open(self.dir / (self._tar_name + ".tmp"), "w")
+        _add_member(self._tar, f"{key}.mp4", bytes(video))
+        _add_member(self._tar, f"{key}.json", json.dumps(record, ensure_ascii=False, sort_keys=True).encode())
+        self._tar_keys.append(key)
+        if len(self._tar_keys) >= self.samples_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Close the part being written, rename it into place and record it."""
+        if self._tar is None:
+            return
+        self._tar.close()
+        os.replace(self.dir / (self._tar_name + ".tmp"), self.dir / self._tar_name)
+        self._manifest["parts"].append({"name": self._tar_name, "keys": self._tar_keys})
+        self._save_manifest()
+        self.done_keys.update(self._tar_keys)
+        self._tar, self._tar_keys = None, []
+
+    def finalize(self, shard_multiple: int = 1) -> list[Path]:
+        """Turn the parts into `train-XXXXX-of-NNNNN.tar` shards whose count is a multiple of `shard_multiple`.
+
+        Streaming readers split shards across processes × DataLoader workers; a count that is a multiple of that
+        product gives every reader the same number of shards. Parts are renamed when their count already fits,
+        otherwise their samples are re-packed evenly (copying bytes, no re-encoding).
+        """
+        if self.finalized:
+            return [self.dir / name for name in self._manifest["shards"]]
+        self.flush()
+        parts = [self.dir / part["name"] for part in self._manifest["parts"]]
+        total = max(shard_multiple, math.ceil(len(parts) / shard_multiple) * shard_multiple)
+        names = [shard_name(i, total) for i in range(total)]
+        # Record the outcome before touching the parts, so that a finalize killed half-way completes on restart.
+        if len(parts) == total:
+            self._manifest["renames"] = {part.name: name for part, name in zip(parts, names)}
+        else:
+            self._repack(parts, names)
+        self._manifest["shards"] = names
+        self._save_manifest()
+        self._drop_leftovers()
+        return [self.dir / name for name in names]
+
+    def _repack(self, parts: list[Path], names: list[str]) -> None:
+        keys = [key for part in self._manifest["parts"] for key in part["keys"]]
+        per_shard = [len(keys) // len(names) + (i < len(keys) % len(names)) for i in range(len(names))]
+        samples = (sample for part in parts for sample in iter_tar_samples(part))
+        for name, count in zip(names, per_shard):
+            tmp = self.dir / (name + ".tmp")
+            with tarfile.open(tmp, "w") as tar:
+                for _ in range(count):
+                    key, sample = next(samples)
+                    for ext in sorted(sample):
+                        _add_member(tar, f"{key}.{ext}", sample[ext])
+            os.replace(tmp, self.dir / name)
