@@ -313,9 +313,13 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
             else nn.Identity()
         )
         self._build_vision_side(config)
-        self.logit_scale = nn.Parameter(
-            torch.tensor(float(config.logit_scale_init_value)), requires_grad=config.learnable_logit_scale
-        )
+        logit_scale = torch.tensor(float(config.logit_scale_init_value))
+        if config.learnable_logit_scale:
+            self.logit_scale = nn.Parameter(logit_scale)
+        else:
+            # A buffer, not a frozen Parameter: from_pretrained re-creates parameters with requires_grad=True, which
+            # would silently train the predecessors' fixed temperature. The state-dict key is the same either way.
+            self.register_buffer("logit_scale", logit_scale)
         self.post_init()
 
     def get_text_features(

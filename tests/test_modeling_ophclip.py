@@ -141,8 +141,16 @@ def test_logit_scale_initialisation(tmp_path):
     # a loaded value is not re-initialised
     with torch.no_grad():
         learnable.logit_scale.fill_(3.0)
-    learnable.save_pretrained(tmp_path)
-    assert OphCLIPModel.from_pretrained(tmp_path).logit_scale.item() == pytest.approx(3.0)
+    learnable.save_pretrained(tmp_path / "learnable")
+    reloaded = OphCLIPModel.from_pretrained(tmp_path / "learnable")
+    assert reloaded.logit_scale.item() == pytest.approx(3.0) and reloaded.logit_scale.requires_grad
+    # a fixed temperature stays fixed after a reload (and keeps a loaded value)
+    with torch.no_grad():
+        model.logit_scale.fill_(2.5)
+    model.save_pretrained(tmp_path / "fixed")
+    reloaded = OphCLIPModel.from_pretrained(tmp_path / "fixed")
+    assert reloaded.logit_scale.item() == pytest.approx(2.5) and not reloaded.logit_scale.requires_grad
+    assert "logit_scale" not in dict(reloaded.named_parameters())
 
 
 def test_projection_initialisation():
