@@ -1,1 +1,48 @@
-"""datasets_ophvl: see the README; filled in by its own issue."""
+"""datasets_ophvl: the OphVL format, shard writing, the streaming builder and frame-decoding loaders.
+
+Importing the package needs no optional dependency: the names below are imported on first use, so `datasets`
+(streaming) and `decord` (decoding) are only required by the parts that use them.
+
+- `OphVL`: a `datasets.GeneratorBasedBuilder` streaming the raw shards of one subset (`clips`, `videos`, `silent`)
+  from a local folder or `hf://datasets/...`.
+- `load_ophvl`: the same stream decoded to sampled frames; `OphVLCollator` turns examples into model inputs.
+- `skip_counts`: how many bad samples this process skipped, by reason (`SKIP_REASONS`).
+"""
+
+import importlib
+
+
+_LAZY = {
+    "OphVL": ".builder",
+    "OphVLConfig": ".builder",
+    "SKIP_REASONS": ".builder",
+    "SkipCounter": ".builder",
+    "skip_counts": ".builder",
+    "OphVLCollator": ".streaming",
+    "VideoDecodeError": ".streaming",
+    "decode_sampled_frames": ".streaming",
+    "load_ophvl": ".streaming",
+    "ShardWriter": ".shards",
+    "iter_tar_samples": ".shards",
+    "SUBSETS": ".format",
+    "validate_record": ".format",
+    "record_text": ".format",
+    "encode_video": ".media",
+    "write_dataset_card": ".card",
+    "generate_ophvl_mini": ".mini",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)
