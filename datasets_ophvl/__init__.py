@@ -30,6 +30,7 @@ _LAZY = {
     "encode_video": ".media",
     "write_dataset_card": ".card",
     "generate_ophvl_mini": ".mini",
+    "SilentVideoBank": ".knowledge_base",
 }
 
 
