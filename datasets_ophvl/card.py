@@ -15,7 +15,8 @@ _BODY = """
 
 OphVL-format video–language data for ophthalmic surgery, stored as WebDataset tar shards (one folder per subset,
 `<key>.mp4` + `<key>.json` per sample). Open it with the OphCLIP project's `datasets_ophvl.load_ophvl` (decoded,
-sampled frames) or with plain `datasets.load_dataset(path, "clips", streaming=True)` (raw bytes).
+sampled frames) or with plain `datasets.load_dataset(path, "clips", split="train", streaming=True).decode(False)`
+(raw mp4 bytes and the json of each sample; `.decode(False)` keeps `datasets` from decoding the mp4 with torchcodec).
 
 ## Subsets and fields
 
