@@ -1,0 +1,363 @@
+"""Build an OphVL-format dataset from a folder of your own videos.
+
+    python -m datasets_ophvl.build SRC OUT [options]
+
+SRC holds videos (any folder depth) and, optionally, for `case.mp4`: a transcript `case.vtt`, `case.srt` or
+`case.json` (`[{"start", "end", "text"}, ...]`), and a title in `case.title.txt` or in a `titles.json` /
+`titles.csv` table. OUT receives WebDataset shards (`data/clips`, `data/videos`, `data/silent`) and a dataset card
+(`README.md`) that `datasets.load_dataset(OUT, "clips", streaming=True)` and `datasets_ophvl.load_ophvl` read.
+
+Every video goes through the curation stages of `datasets_ophvl.curation` (probe, ASR for videos without a
+transcript, sentence splitting, silent detection, narrative filter, term denoising, clip segmentation, optional LLM
+rewriting, title summary, re-encoding, shard writing). Any stage can be skipped (`--skip-stage`) or the list given
+(`--stages`); every stage setting can be changed with `--set STAGE.FIELD=VALUE` (listed below).
+
+The build is resumable: kill it at any point and run the same command again; finished videos are not redone, no
+sample is lost or written twice. Nothing is written outside OUT (model weights aside: Hub models are read through
+the usual Hugging Face cache). A finished OUT is only replaced with `--overwrite`.
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import textwrap
+import traceback
+from collections import Counter
+from pathlib import Path
+
+from .curation import (
+    STAGE_ORDER, STAGES, Skip, StageSetupError, VideoItem, build_stages, describe_settings, resolve_stage_names,
+    stage_config,
+)
+from .curation.sources import Source, discover
+from .curation.state import STATE_DIR, BuildState
+from .curation.transcripts import TranscriptError, read_transcript
+
+
+logger = logging.getLogger("datasets_ophvl.build")
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or go on (bad arguments, an OUT it must not touch)."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output folder
+
+
+def prepare_output(out: Path, config: dict, overwrite: bool) -> BuildState:
+    """Check OUT (refuse a finished build, a foreign folder, or other settings, unless `overwrite`) and return its state."""
+    state = BuildState(out)
+    finished = state.finalized or (not state.exists and (out / "README.md").exists() and (out / "data").exists())
+    if overwrite:
+        # Remove only what a build writes; anything else the user keeps in OUT stays.
+        for name in ("data", STATE_DIR):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        if (out / "README.md").exists():
+            (out / "README.md").unlink()
+    elif finished:
+        raise BuildError(f"{out} holds a finished OphVL dataset; pass --overwrite to rebuild it")
+    elif out.exists() and any(out.iterdir()) and not state.exists:
+        raise BuildError(f"{out} is not empty and holds no unfinished build; choose an empty folder or pass --overwrite")
+    elif state.exists and state.saved_config() not in (None, config):
+        raise BuildError(
+            f"{out} holds an unfinished build with other stages or settings; rerun it with the same options "
+            "or pass --overwrite to start over"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    state.start(config)
+    return state
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One video
+
+
+def make_item(source: Source) -> VideoItem:
+    """The item for a source file, with its transcript read (an unreadable one counts and is treated as missing)."""
+    item = VideoItem(path=source.path, video_id=source.video_id, key=source.key, title=source.title,
+                     title_source=source.title_source)
+    if source.transcript is not None:
+        try:
+            item.segments = read_transcript(source.transcript)
+            item.transcript_source = source.transcript.suffix.lstrip(".").lower()
+        except (TranscriptError, OSError, UnicodeError) as error:
+            logger.warning("%s: %s (treated as missing)", source.transcript, error)
+            item.stage = "transcript"
+            item.drop("unreadable transcript file (treated as missing)")
+    return item
+
+
+def run_stages(item: VideoItem, stages, fail_fast: bool = False) -> tuple[VideoItem, Skip | None]:
+    """Pass `item` through `stages`; stop at the first `Skip`. An error in a stage other than `write` skips the video
+    (counted, traceback logged) unless `fail_fast`; errors while writing always propagate (the shards' state is at
+    stake), and so does `StageSetupError` (a model that does not load; the build can be resumed once it does)."""
+    for stage in stages:
+        item.stage = stage.name
+        try:
+            result = stage(item)
+        except StageSetupError:
+            raise  # a model that does not load fails every video alike: stop with its message
+        except Exception as error:  # noqa: BLE001 - one bad video must not end a long build
+            if fail_fast or stage.name == "write":
+                raise
+            logger.warning("%s: stage %s failed:\n%s", item.path, stage.name, traceback.format_exc())
+            return item, Skip(f"error ({type(error).__name__})")
+        if isinstance(result, Skip):
+            logger.info("%s: skipped at %s: %s", item.path, stage.name, result.reason)
+            return item, result
+        item = result
+    item.stage = ""
+    return item, None
+
+
+def video_entry(item: VideoItem, skip: Skip | None, write) -> dict:
+    """What the progress log keeps about a finished video (enough to rebuild the card's statistics)."""
+    entry = {
+        "video_id": item.video_id,
+        "key": item.key,
+        "status": "skipped" if skip else "ok",
+        "counts": dict(item.counts),
+        "tallies": dict(item.tallies),
+    }
+    if skip:
+        entry["reason"] = f"{item.stage}: {skip.reason}"
+        return entry
+    in_shards = [r for r in item.requests if write is None or write.contains(r.subset, r.key)]
+    entry.update(
+        duration=round(item.duration, 3),
+        silent=item.silent,
+        transcript=item.transcript_source or "none",
+        title=item.title_source or "file name",
+        summary=item.summary_source,
+        speech_coverage=None if item.speech_coverage is None else round(item.speech_coverage, 4),
+        samples=dict(Counter(r.subset for r in in_shards)),
+        clip_seconds=round(sum(r.end - r.start for r in in_shards if r.subset == "clips"), 3),
+        keys=[[r.subset, r.key] for r in in_shards],
+    )
+    return entry
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Whole build
+
+
+def summarize(state: BuildState) -> tuple[dict, dict]:
+    """Statistics and skip counts over every finished video."""
+    entries = list(state.videos.values())
+    kept = [e for e in entries if e["status"] == "ok"]
+    skipped = Counter()
+    tallies = Counter()
+    for entry in entries:
+        if entry["status"] == "skipped":
+            skipped[f"video skipped, {entry['reason']}"] += 1
+        skipped.update(entry.get("counts", {}))
+        tallies.update(entry.get("tallies", {}))
+    clips = sum(e.get("samples", {}).get("clips", 0) for e in kept)
+    clip_seconds = sum(e.get("clip_seconds", 0.0) for e in kept)
+    stats = {
+        "media files": len(entries),
+        "videos kept": len(kept),
+        "videos skipped": len(entries) - len(kept),
+        "narrated videos": sum(not e["silent"] for e in kept),
+        "silent videos": sum(e["silent"] for e in kept),
+        "hours kept": round(sum(e["duration"] for e in kept) / 3600, 4),
+        "transcripts": dict(Counter(e["transcript"] for e in kept)),
+        "titles": dict(Counter(e["title"] for e in kept)),
+        "title summaries": dict(Counter(e["summary"] or "none" for e in kept if not e["silent"])),
+        "clips": clips,
+        "mean clip seconds": round(clip_seconds / clips, 2) if clips else 0.0,
+        "stage tallies": dict(sorted(tallies.items())),
+    }
+    return stats, dict(sorted(skipped.items()))
+
+
+def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1, pretty_name: str | None = None,
+          license: str = "other", progress: bool = True, fail_fast: bool = False) -> dict:
+    """Build an OphVL dataset in `out` from the media under `src` with `stages` (instances, in pipeline order).
+
+    Returns the report: statistics, per-subset sample and shard counts, skip counts by reason, stage settings."""
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise BuildError(f"source folder {src} does not exist")
+    if src.resolve() == out.resolve():
+        raise BuildError("SRC and OUT must be different folders")
+    if shard_multiple < 1:
+        raise BuildError(f"--shard-multiple must be >= 1, got {shard_multiple}")
+    names = [stage.name for stage in stages]
+    if names != [n for n in STAGE_ORDER if n in names]:
+        raise BuildError(f"stages must be in pipeline order {STAGE_ORDER}, got {names}")
+    config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
+    state = prepare_output(out, config, overwrite)
+
+    write = next((stage for stage in stages if stage.name == "write"), None)
+    if write is not None:
+        write.open(out)
+    for stage in stages:
+        if hasattr(stage, "progress"):
+            stage.progress = progress
+
+    sources = discover(src, exclude=out)
+    todo = [source for source in sources if source.video_id not in state]
+    logger.info("%d media files in %s, %d already done", len(sources), src, len(sources) - len(todo))
+    pending: list[dict] = []  # written, but not all in finished parts yet
+
+    def commit(force: bool = False):
+        for entry in list(pending):
+            if force or all(write.flushed(subset, key) for subset, key in entry["keys"]):
+                state.record(entry)
+                pending.remove(entry)
+
+    from tqdm.auto import tqdm
+
+    try:
+        for source in tqdm(todo, desc="videos", unit="video", disable=not progress):
+            item = make_item(source)
+            if write is not None:
+                item.already_written = write.contains
+            item, skip = run_stages(item, stages, fail_fast)
+            entry = video_entry(item, skip, write)
+            if skip or write is None or not entry["keys"]:
+                state.record(entry)
+            else:
+                pending.append(entry)
+            if write is not None:
+                commit()
+        if write is not None:
+            write.flush()
+        commit(force=True)
+    finally:
+        for stage in stages:
+            getattr(stage, "close", lambda: None)()
+
+    stats, skipped = summarize(state)
+    subsets = write.finalize(shard_multiple) if write is not None else {}
+    report = {"subsets": subsets, "stats": stats, "skipped": skipped, "stages": config["stages"]}
+    if write is not None:
+        from .card import write_dataset_card
+
+        write_dataset_card(out, pretty_name=pretty_name or out.name, stats=subsets, skipped=skipped,
+                           build={"stages": config["stages"], "statistics": stats}, license=license)
+    from .shards import atomic_write_bytes
+
+    atomic_write_bytes(state.dir / "report.json", json.dumps(report, indent=1, sort_keys=True).encode())
+    state.mark_finalized()
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _settings_epilog() -> str:
+    lines = ["stage settings (--set STAGE.FIELD=VALUE; `none` for an empty optional value):"]
+    for name in STAGE_ORDER:
+        cls = STAGES[name]
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        default = "" if name != "rewrite" else " [off by default; on with --llm-model]"
+        lines.append(f"  {name}: {summary}{default}")
+        for line in describe_settings(cls.Settings):
+            lines.extend(textwrap.wrap(line, 112, initial_indent="      ", subsequent_indent="        "))
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m datasets_ophvl.build",
+        description=__doc__,
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("src", metavar="SRC", help="folder with the source videos (searched recursively) and their sidecars")
+    p.add_argument("out", metavar="OUT", help="output folder for shards and dataset card (created; resumed if unfinished)")
+    p.add_argument("--stages", metavar="A,B,...", help=f"run only these stages, in pipeline order (default: "
+                   f"{','.join(n for n in STAGE_ORDER if n != 'rewrite')}; all: {','.join(STAGE_ORDER)})")
+    p.add_argument("--skip-stage", metavar="NAME", action="append", default=[],
+                   help="do not run this stage (repeatable); a stage that another needs cannot be skipped alone")
+    p.add_argument("--set", metavar="STAGE.FIELD=VALUE", action="append", default=[], dest="settings",
+                   help="change a stage setting (repeatable; the list is below)")
+    p.add_argument("--asr-model", metavar="ID", help="Whisper model id or folder for the asr stage "
+                   "(default openai/whisper-large-v3; same as --set asr.model=ID)")
+    p.add_argument("--llm-model", metavar="ID", help="text-generation model id or folder; enables the rewrite stage "
+                   "(same as --set rewrite.model=ID plus running rewrite)")
+    p.add_argument("--fill-mask-model", metavar="ID", help="fill-mask model id or folder that arbitrates uncertain "
+                   "term corrections in the denoise stage (same as --set denoise.fill_mask_model=ID)")
+    p.add_argument("--device", metavar="DEV", help="device for every model (cuda:0, cpu; default: the first GPU, else "
+                   "cpu); a stage's own `device` setting wins")
+    p.add_argument("--samples-per-part", type=int, metavar="N", help="samples per tar part while writing "
+                   "(default 64; same as --set write.samples_per_part=N)")
+    p.add_argument("--shard-multiple", type=int, default=1, metavar="N", help="make the shard count of each subset "
+                   "a multiple of N, e.g. processes x DataLoader workers of your training (default 1)")
+    p.add_argument("--name", metavar="TEXT", help="the dataset's name in its card (default: the name of OUT)")
+    p.add_argument("--license", default="other", metavar="ID", help="licence id for the card (default: other)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished (or differently configured) build in "
+                   "OUT; only data/, README.md and .ophvl-build/ are removed")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first error in a stage instead of skipping "
+                   "and counting the video")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log skipped videos, model loading and resume decisions at INFO level")
+    return p
+
+
+def options_from_args(args) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Stage names and `{stage: {field: text}}` from parsed arguments (shortcut flags feed the same settings)."""
+    options: dict[str, dict[str, str]] = {}
+    for text in args.settings:
+        target, eq, value = text.partition("=")
+        stage, dot, field = target.partition(".")
+        if not (eq and dot and stage and field):
+            raise BuildError(f"--set expects STAGE.FIELD=VALUE, got {text!r}")
+        options.setdefault(stage, {})[field] = value
+    enable = []
+    shortcuts = [("asr", "model", args.asr_model), ("rewrite", "model", args.llm_model),
+                 ("denoise", "fill_mask_model", args.fill_mask_model),
+                 ("write", "samples_per_part", None if args.samples_per_part is None else str(args.samples_per_part))]
+    for stage, field, value in shortcuts:
+        if value is not None:
+            options.setdefault(stage, {}).setdefault(field, value)
+    if args.llm_model:
+        enable.append("rewrite")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    try:
+        names = resolve_stage_names(stages, args.skip_stage, enable)
+    except ValueError as error:
+        raise BuildError(str(error)) from None
+    if args.device:
+        for stage in ("asr", "denoise", "rewrite"):
+            if stage in names:
+                options.setdefault(stage, {}).setdefault("device", args.device)
+    # Shortcut flags for stages that do not run are ignored; explicit --set for them is an error.
+    for stage, field, value in shortcuts:
+        if stage not in names and value is not None and options.get(stage, {}).get(field) == value:
+            del options[stage][field]
+            if not options[stage]:
+                del options[stage]
+    return names, options
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        names, options = options_from_args(args)
+        try:
+            stages = build_stages(names, options)
+        except (KeyError, ValueError, TypeError, OSError) as error:
+            raise BuildError(str(error).strip('"')) from None
+        report = build(args.src, args.out, stages, overwrite=args.overwrite, shard_multiple=args.shard_multiple,
+                       pretty_name=args.name, license=args.license, progress=not args.no_progress,
+                       fail_fast=args.fail_fast)
+    except (BuildError, StageSetupError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: report[k] for k in ("subsets", "stats", "skipped")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

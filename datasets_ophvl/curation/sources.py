@@ -1,0 +1,173 @@
+"""Finding the user's videos and what lies next to them: transcripts and titles.
+
+- Media files are found recursively by suffix (video and audio suffixes: audio-only files are then refused by the
+  probe stage with a counted reason instead of being ignored silently). Hidden folders and the output folder are
+  not searched. The order is sorted, so ids, keys and shards do not depend on the file system.
+- A transcript is `<stem>.vtt`, `<stem>.srt` or `<stem>.json` beside the video, or a language-tagged
+  `<stem>.<lang>.vtt|srt` as yt-dlp writes them (the first one in sorted order).
+- A title comes from `<stem>.title.txt`, else from `titles.json` / `titles.csv` in the video's folder or in the
+  source root (keyed by file name, stem or path relative to the root), else from yt-dlp's `<stem>.info.json`.
+- `video_id` is the path relative to the root without its suffix (`surgeon_a/case_01`), or with it when two media
+  files share a stem; the sample key is that id made WebDataset-safe, with a short hash appended when two ids would
+  give the same key.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..format import make_key
+from .transcripts import TRANSCRIPT_SUFFIXES
+
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv")
+AUDIO_SUFFIXES = (".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus")
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES
+TITLE_FILES = ("titles.json", "titles.csv")
+
+
+@dataclass
+class Source:
+    """A media file and its sidecars, before any stage has looked at it."""
+
+    path: Path
+    video_id: str
+    key: str
+    transcript: Path | None
+    title: str | None
+    title_source: str | None
+
+
+def find_media(root: Path, exclude: Path | None = None) -> list[Path]:
+    root = Path(root)
+    exclude = Path(exclude).resolve() if exclude else None
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if exclude is not None and (path.resolve() == exclude or exclude in path.resolve().parents):
+            continue
+        if path.is_file() and path.suffix.lower() in MEDIA_SUFFIXES:
+            found.append(path)
+    return found
+
+
+def find_transcript(video: Path) -> Path | None:
+    for suffix in TRANSCRIPT_SUFFIXES:
+        candidate = video.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    for suffix in (".vtt", ".srt"):  # yt-dlp: <stem>.en.vtt
+        tagged = sorted(video.parent.glob(f"{_glob_escape(video.stem)}.*{suffix}"))
+        if tagged:
+            return tagged[0]
+    return None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+def read_title_table(path: Path) -> dict[str, str]:
+    """`titles.json` (an object `{name: title}` or a list of `{file|video|video_id|stem|name, title}`) or
+    `titles.csv` (a header with a name column and `title`, or two columns without a header)."""
+    path = Path(path)
+    table: dict[str, str] = {}
+    name_fields = ("file", "filename", "video", "video_id", "stem", "name", "path")
+    if path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+        for row in data if isinstance(data, list) else []:
+            if isinstance(row, dict) and isinstance(row.get("title"), str):
+                name = next((row[f] for f in name_fields if row.get(f)), None)
+                if name:
+                    table[str(name)] = row["title"]
+        return table
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return table
+    header = [cell.strip().lower() for cell in rows[0]]
+    if "title" in header:
+        title_col = header.index("title")
+        name_col = next((header.index(f) for f in name_fields if f in header), 0 if title_col else 1)
+        rows = rows[1:]
+    else:
+        name_col, title_col = 0, 1
+    for row in rows:
+        if len(row) > max(name_col, title_col) and row[name_col].strip():
+            table[row[name_col].strip()] = row[title_col].strip()
+    return table
+
+
+class TitleFinder:
+    """Looks titles up for videos, reading each `titles.json` / `titles.csv` once."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._tables: dict[Path, dict[str, str]] = {}
+
+    def _table(self, folder: Path) -> dict[str, str]:
+        if folder not in self._tables:
+            table: dict[str, str] = {}
+            for name in reversed(TITLE_FILES):  # titles.json wins over titles.csv
+                path = folder / name
+                if path.is_file():
+                    try:
+                        table.update(read_title_table(path))
+                    except (ValueError, OSError) as error:
+                        logger.warning("cannot read %s: %s", path, error)
+            self._tables[folder] = table
+        return self._tables[folder]
+
+    def __call__(self, video: Path) -> tuple[str | None, str | None]:
+        """`(title, where it came from)`, or `(None, None)`."""
+        sidecar = video.with_name(video.stem + ".title.txt")
+        if sidecar.is_file():
+            title = " ".join(sidecar.read_text(encoding="utf-8-sig", errors="replace").split())
+            if title:
+                return title, "title.txt"
+        relative = video.relative_to(self.root)
+        names = (video.name, video.stem, relative.as_posix(), relative.with_suffix("").as_posix())
+        for folder in dict.fromkeys((video.parent, self.root)):
+            table = self._table(folder)
+            for name in names:
+                if table.get(name, "").strip():
+                    return table[name].strip(), "titles table"
+        info = video.with_name(video.stem + ".info.json")
+        if info.is_file():
+            try:
+                title = json.loads(info.read_text(encoding="utf-8")).get("title")
+            except (ValueError, OSError, AttributeError):
+                title = None
+            if isinstance(title, str) and title.strip():
+                return title.strip(), "info.json"
+        return None, None
+
+
+def discover(root, exclude=None) -> list[Source]:
+    """All media files under `root` (never under `exclude`) with their transcripts, titles, ids and unique keys."""
+    root = Path(root)
+    titles = TitleFinder(root)
+    paths = find_media(root, exclude)
+    stems = Counter(path.relative_to(root).with_suffix("").as_posix() for path in paths)
+    sources, keys = [], set()
+    for path in paths:
+        video_id = path.relative_to(root).with_suffix("").as_posix()
+        if stems[video_id] > 1:  # case.mp4 and case.mkv side by side: keep the suffix to tell them apart
+            video_id = path.relative_to(root).as_posix()
+        key = make_key(video_id)
+        if key in keys:  # "a b" and "a-b" both give "a-b": keep keys unique and stable
+            key = make_key(f"{video_id}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}")
+        keys.add(key)
+        title, title_source = titles(path)
+        sources.append(Source(path, video_id, key, find_transcript(path), title, title_source))
+    return sources

@@ -1,0 +1,72 @@
+"""The build's own bookkeeping inside OUT (`OUT/.ophvl-build/`), which makes a killed build resumable.
+
+- `config.json`: the stages and their settings the build started with. A rerun with other settings is refused
+  (mixing two configurations in one dataset would go unnoticed otherwise).
+- `progress.jsonl`: one line per finished source video: its outcome, counted drops and statistics. A line is added
+  only once every sample of the video is in a finished (renamed, recorded) tar part, so a video recorded here
+  survives a kill; a video that is not is processed again, and `ShardWriter` skips the samples it already holds. A
+  line torn by a kill is dropped on reopening.
+- `finalized`: written last, once shards and card are complete.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from ..shards import atomic_write_bytes
+
+
+STATE_DIR = ".ophvl-build"
+
+
+class BuildState:
+    def __init__(self, out):
+        self.out = Path(out)
+        self.dir = self.out / STATE_DIR
+        self.config_path = self.dir / "config.json"
+        self.log_path = self.dir / "progress.jsonl"
+        self.marker = self.dir / "finalized"
+        self.videos: dict[str, dict] = {}
+
+    @property
+    def exists(self) -> bool:
+        return self.dir.is_dir()
+
+    @property
+    def finalized(self) -> bool:
+        return self.marker.exists()
+
+    def saved_config(self) -> dict | None:
+        return json.loads(self.config_path.read_text()) if self.config_path.exists() else None
+
+    def start(self, config: dict) -> None:
+        """Create the folder, record `config` (first run) and load the videos finished so far."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            atomic_write_bytes(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
+        self.videos = {}
+        if self.log_path.exists():
+            lines, intact = self.log_path.read_bytes().split(b"\n"), []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # the torn last line of a killed build (or the empty string after the last newline)
+                self.videos[entry["video_id"]] = entry
+                intact.append(line)
+            if len(intact) != len([line for line in lines if line.strip()]):
+                atomic_write_bytes(self.log_path, b"".join(line + b"\n" for line in intact))
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self.videos
+
+    def record(self, entry: dict) -> None:
+        """Append one finished video, durably."""
+        with open(self.log_path, "ab") as f:
+            f.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.videos[entry["video_id"]] = entry
+
+    def mark_finalized(self) -> None:
+        atomic_write_bytes(self.marker, b"")
