@@ -1,0 +1,438 @@
+"""Publish an OphCLIP model folder or an OphVL dataset folder to the Hugging Face Hub, as one commit.
+
+```
+python -m model_cards.publish model   FOLDER REPO_ID [--dry-run] [--private] [--commit-message M] [--token T]
+python -m model_cards.publish dataset FOLDER REPO_ID [--dry-run] [--private] [--commit-message M] [--token T]
+```
+
+or `publish_model(folder, repo_id, ...)` / `publish_dataset(folder, repo_id, ...)`.
+
+1. **Validate** the folder (nothing is sent when it fails): a model folder must load with
+   `AutoConfig.from_pretrained(folder, trust_remote_code=True)`, hold its weights, the remote-code files its
+   `auto_map`s name and a model card whose metadata parses, and its `.eval_results/*.yaml` must parse as evaluation
+   results; a dataset folder needs a card with a `configs:` block whose data files all match shards in the folder, and
+   no unfinished build (`*.tmp`, `part-*.tar`).
+2. **Plan** the upload: every file of the folder at the same relative path in the repository, except build
+   bookkeeping (`.ophvl-manifest.json`, the `.ophvl-mini.json` marker, `*.tmp`, caches, `.git`, other hidden
+   files; `.eval_results/` and `.gitattributes` are kept). `--dry-run` prints this plan (path in the repository,
+   size) and stops: nothing is sent, not even a request.
+3. **Push**: create the repository if needed (`HfApi.create_repo(exist_ok=True)`), then one
+   `HfApi.create_commit` with a `CommitOperationAdd` per file. The Hub applies a commit entirely or not at all, so
+   a failure leaves no half-published state: at worst a repository that exists without the new files. (Not
+   `upload_folder`: with hf_xet installed it streams large folders as several commits.) Files identical to those
+   already in the repository are skipped by the client; when nothing changed, no commit is made.
+
+Failures (validation, authentication, network, server errors) raise `PublishError` with a one-line message; the
+command prints it and exits with status 2 (invalid folder or arguments) or 1 (the Hub refused or could not be
+reached).
+
+The Hub is `HF_ENDPOINT` (default https://huggingface.co); the token is `--token`, else `HF_TOKEN`, else the one
+saved by `hf auth login`.
+"""
+
+import argparse
+import fnmatch
+import json
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard, constants
+from huggingface_hub.errors import HfHubHTTPError
+
+
+try:  # huggingface_hub 2.x talks HTTP through httpx2; its connection errors are not OSErrors
+    from httpx2 import HTTPError as _TransportError
+except ImportError:  # pragma: no cover - other client versions
+    _TransportError = OSError
+
+
+KINDS = ("model", "dataset")
+
+# Never uploaded: build bookkeeping, caches and editor/OS clutter.
+EXCLUDED_NAMES = frozenset({".ophvl-manifest.json", ".ophvl-mini.json", ".DS_Store", "Thumbs.db"})
+EXCLUDED_PATTERNS = ("*.tmp", "*.pyc", "*.lock", "*~")
+EXCLUDED_DIRS = frozenset({".git", ".cache", "__pycache__", ".ipynb_checkpoints", ".huggingface"})
+# Hidden entries that belong in a Hub repository.
+HIDDEN_KEPT = frozenset({".eval_results", ".gitattributes"})
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.pt")
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json")
+
+
+class PublishError(RuntimeError):
+    """Publishing failed; the message is one line. `exit_code` is 2 for an invalid folder or argument, 1 for a Hub
+    or network failure."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(" ".join(str(message).split()))
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path_in_repo: str
+    local_path: Path
+    size: int
+
+
+@dataclass
+class PublishPlan:
+    """What a push uploads: `files` (path in the repository, local path, size) and what it leaves out."""
+
+    kind: str
+    folder: Path
+    repo_id: str
+    files: list[PlannedFile]
+    excluded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def describe(self, endpoint: str | None = None, private: bool = False) -> str:
+        """The plan as text: the target, one line per file (path in the repository, size), the total."""
+        endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        prefix = "" if self.kind == "model" else "datasets/"
+        width = max([len(f.path_in_repo) for f in self.files] + [4])
+        lines = [f"{self.kind} repository {self.repo_id} ({'private' if private else 'public'}) at "
+                 f"{endpoint}/{prefix}{self.repo_id}, one commit, {len(self.files)} files, "
+                 f"{_human(self.total_size)}:"]
+        lines += [f"  {f.path_in_repo:<{width}}  {f.size:>12,d} B" for f in self.files]
+        if self.excluded:
+            lines.append("left out: " + ", ".join(self.excluded))
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class PublishResult:
+    plan: PublishPlan
+    dry_run: bool
+    commit_url: str | None = None
+    commit_oid: str | None = None
+    repo_url: str | None = None
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _is_excluded(relative: Path) -> bool:
+    parts = relative.parts
+    if any(part in EXCLUDED_DIRS for part in parts[:-1]):
+        return True
+    if relative.name in EXCLUDED_NAMES or any(fnmatch.fnmatch(relative.name, p) for p in EXCLUDED_PATTERNS):
+        return True
+    return any(part.startswith(".") and part not in HIDDEN_KEPT for part in parts)
+
+
+def collect_files(folder) -> tuple[list[PlannedFile], list[str]]:
+    """The folder's files to upload (sorted by path in the repository) and the relative paths left out."""
+    folder = Path(folder)
+    files, excluded = [], []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir():
+            continue
+        relative = path.relative_to(folder)
+        if _is_excluded(relative) or not path.is_file():  # broken links and special files are not uploaded either
+            excluded.append(relative.as_posix())
+        else:
+            files.append(PlannedFile(relative.as_posix(), path, path.stat().st_size))
+    return files, excluded
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _invalid(message: str) -> PublishError:
+    return PublishError(message, exit_code=2)
+
+
+def _check_folder(folder) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise _invalid(f"{folder} is not a folder")
+    return folder
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise _invalid(f"invalid repository id {repo_id!r}: {err}") from None
+    if "/" not in repo_id:
+        raise _invalid(f"give the repository as <user or org>/<name>, not {repo_id!r}")
+
+
+def _auto_map_files(config_path: Path) -> set[str]:
+    """The `.py` files an `auto_map` (of config.json or processor_config.json, nested ones included) refers to."""
+    names = set()
+
+    def visit(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "auto_map" and isinstance(item, dict):
+                    for target in item.values():
+                        for ref in (target if isinstance(target, (list, tuple)) else [target]):
+                            if isinstance(ref, str) and "." in ref and "--" not in ref:
+                                names.add(ref.rsplit(".", 1)[0] + ".py")
+                else:
+                    visit(item)
+
+    visit(json.loads(config_path.read_text(encoding="utf-8")))
+    return names
+
+
+def _check_eval_results(folder: Path) -> None:
+    import yaml
+    from huggingface_hub import parse_eval_result_entries
+
+    for path in sorted((folder / ".eval_results").glob("*")):
+        if path.suffix not in (".yaml", ".yml"):
+            raise _invalid(f"{path.relative_to(folder)}: .eval_results/ holds YAML files only")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if not isinstance(data, list) or not data:
+                raise ValueError("expected a non-empty list of results")
+            parse_eval_result_entries(data)
+        except Exception as err:  # noqa: BLE001 - yaml, key and type errors all mean the same thing here
+            raise _invalid(f"{path.relative_to(folder)} is not a list of evaluation results: "
+                           f"{type(err).__name__}: {err}") from None
+
+
+def validate_model_folder(folder) -> list[str]:
+    """Check that `folder` is a publishable OphCLIP model; raise `PublishError` if not. Returns notes (non-fatal)."""
+    folder = _check_folder(folder)
+    notes = []
+    if not (folder / "config.json").is_file():
+        raise _invalid(f"{folder} has no config.json: save the model with save_pretrained first")
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
+    except Exception as err:  # noqa: BLE001 - whatever stops the config from loading stops the repository too
+        raise _invalid(f"{folder}/config.json does not load with AutoConfig.from_pretrained(trust_remote_code=True): "
+                       f"{type(err).__name__}: {err}") from None
+    if not any(folder.glob(p) for p in WEIGHT_PATTERNS):
+        raise _invalid(f"{folder} has no weights ({', '.join(WEIGHT_PATTERNS)})")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        missing = sorted(s for s in shards if not (folder / s).is_file())
+        if missing:
+            raise _invalid(f"{folder}: weight shards named in {index.name} are missing: {', '.join(missing)}")
+    for config in [folder / "config.json", *(folder / name for name in PROCESSOR_FILES)]:
+        if config.is_file():
+            missing = sorted(n for n in _auto_map_files(config) if not (folder / n).is_file())
+            if missing:
+                raise _invalid(f"{folder}: {config.name} maps Auto classes to code that is not in the folder: "
+                               f"{', '.join(missing)}")
+    if not any((folder / name).is_file() for name in PROCESSOR_FILES):
+        notes.append("no processor (processor_config.json): users will need their own tokenizer and video processor")
+    readme = folder / "README.md"
+    if not readme.is_file():
+        raise _invalid(f"{folder} has no model card (README.md): write one with model_cards.build_model_card")
+    try:
+        ModelCard.load(readme)
+    except Exception as err:  # noqa: BLE001
+        raise _invalid(f"{readme}: the model card's metadata does not parse: {type(err).__name__}: {err}") from None
+    _check_eval_results(folder)
+    return notes
+
+
+def validate_dataset_folder(folder) -> list[str]:
+    """Check that `folder` is a publishable OphVL-format dataset; raise `PublishError` if not."""
+    from .dataset_card import config_files
+
+    folder = _check_folder(folder)
+    readme = folder / "README.md"
+    if not readme.is_file():
+        raise _invalid(f"{folder} has no dataset card (README.md) with a configs: block")
+    try:
+        configs = DatasetCard.load(readme).data.to_dict().get("configs")
+    except Exception as err:  # noqa: BLE001
+        raise _invalid(f"{readme}: the dataset card's metadata does not parse: {type(err).__name__}: {err}") from None
+    if not configs or not all(isinstance(c, dict) and c.get("config_name") for c in configs):
+        raise _invalid(f"{readme} has no configs: block naming the subsets and their data files")
+    unfinished = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                        if p.is_file() and (p.name.endswith(".tmp") or fnmatch.fnmatch(p.name, "part-*.tar")))
+    if unfinished:
+        raise _invalid(f"{folder} holds an unfinished build ({', '.join(unfinished[:3])}"
+                       f"{', ...' if len(unfinished) > 3 else ''}): finish or resume it first")
+    empty = [name for name, files in config_files(folder, configs).items() if not files]
+    if empty:
+        raise _invalid(f"{folder}: no data files match the configs {', '.join(empty)} of the dataset card")
+    return []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Planning and pushing
+
+
+def plan_model(folder, repo_id: str) -> PublishPlan:
+    """Validate a model folder and list what a push uploads."""
+    _check_repo_id(repo_id)
+    notes = validate_model_folder(folder)
+    files, excluded = collect_files(folder)
+    return PublishPlan("model", Path(folder), repo_id, files, excluded, notes)
+
+
+def plan_dataset(folder, repo_id: str) -> PublishPlan:
+    """Validate a dataset folder and list what a push uploads."""
+    _check_repo_id(repo_id)
+    notes = validate_dataset_folder(folder)
+    files, excluded = collect_files(folder)
+    return PublishPlan("dataset", Path(folder), repo_id, files, excluded, notes)
+
+
+def _describe_error(err: Exception) -> str:
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        message = err.server_message or str(err).split("\n")[0]
+        hint = ""
+        if status == 401:
+            hint = " (authentication failed: set HF_TOKEN, pass --token, or run `hf auth login`)"
+        elif status == 403:
+            hint = " (the token may not write to this namespace)"
+        return f"HTTP {status}{hint}: {message}"
+    return f"{type(err).__name__}: {err}"
+
+
+_FAILURES = (HfHubHTTPError, _TransportError, OSError)
+
+
+def push(plan: PublishPlan, *, private: bool = False, commit_message: str | None = None, token: str | None = None,
+         endpoint: str | None = None) -> PublishResult:
+    """Create the repository if needed, then upload `plan.files` as one commit."""
+    api = HfApi(endpoint=endpoint, token=token)
+    where = f"{plan.kind} repository {plan.repo_id} at {api.endpoint}"
+    try:
+        repo_url = api.create_repo(plan.repo_id, repo_type=plan.kind, private=True if private else None,
+                                   exist_ok=True)
+    except _FAILURES as err:
+        raise PublishError(f"could not create the {where}: {_describe_error(err)}") from err
+    operations = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local_path))
+                  for f in plan.files]
+    message = commit_message or f"Upload {plan.kind} from {plan.folder.resolve().name}"
+    try:
+        info = api.create_commit(plan.repo_id, operations, commit_message=message, repo_type=plan.kind)
+    except _FAILURES as err:
+        raise PublishError(f"could not commit {len(operations)} files to the {where}: {_describe_error(err)}; "
+                           "nothing was published (the commit is all or nothing)") from err
+    return PublishResult(plan, dry_run=False, commit_url=info.commit_url, commit_oid=info.oid, repo_url=str(repo_url))
+
+
+def _publish(plan_fn, folder, repo_id, *, private, dry_run, commit_message, token, endpoint, out) -> PublishResult:
+    plan = plan_fn(folder, repo_id)
+    if dry_run:
+        print("dry run, nothing is uploaded; would upload to the " + plan.describe(endpoint, private), file=out)
+        return PublishResult(plan, dry_run=True)
+    result = push(plan, private=private, commit_message=commit_message, token=token, endpoint=endpoint)
+    print(f"published {len(plan.files)} files ({_human(plan.total_size)}) to {result.repo_url}: {result.commit_url}",
+          file=out)
+    return result
+
+
+def publish_model(folder, repo_id: str, *, private: bool = False, dry_run: bool = False,
+                  commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
+                  out=None) -> PublishResult:
+    """Validate an OphCLIP model folder (model, processor, remote code, README.md, `.eval_results/`) and push it to
+    the model repository `repo_id` as one commit; with `dry_run`, print the plan and upload nothing.
+
+    Raises:
+        PublishError: the folder is invalid (`exit_code` 2) or the Hub refused or could not be reached (1).
+    """
+    return _publish(plan_model, folder, repo_id, private=private, dry_run=dry_run, commit_message=commit_message,
+                    token=token, endpoint=endpoint, out=out or sys.stdout)
+
+
+def publish_dataset(folder, repo_id: str, *, private: bool = False, dry_run: bool = False,
+                    commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
+                    out=None) -> PublishResult:
+    """Validate an OphVL-format dataset folder (README.md with `configs:`, shards) and push it to the dataset
+    repository `repo_id` as one commit, without the build's bookkeeping files; with `dry_run`, print the plan and
+    upload nothing.
+
+    Raises:
+        PublishError: the folder is invalid (`exit_code` 2) or the Hub refused or could not be reached (1).
+    """
+    return _publish(plan_dataset, folder, repo_id, private=private, dry_run=dry_run, commit_message=commit_message,
+                    token=token, endpoint=endpoint, out=out or sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+_EPILOG = """\
+exit status: 0 published (or planned, with --dry-run); 1 the Hub refused or could not be reached; 2 invalid folder or
+arguments. The Hub is $HF_ENDPOINT (default https://huggingface.co); the token is --token, else $HF_TOKEN, else the
+one saved by `hf auth login`.
+"""
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 100, break_on_hyphens=False, break_long_words=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_cards.publish",
+        description=_wrap("Validate a model or dataset folder and push it to the Hugging Face Hub as one "
+                                  "commit (all files or none). The repository is created if it does not exist."),
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="kind", required=True, metavar="{model,dataset}")
+    helps = {
+        "model": ("push an OphCLIP model folder",
+                  "Push an OphCLIP model folder (save_pretrained output: config.json, weights, remote-code *.py, "
+                  "processor files, README.md model card, .eval_results/*.yaml). Before anything is sent the folder "
+                  "must load with AutoConfig.from_pretrained(FOLDER, trust_remote_code=True), hold its weights and "
+                  "the code its auto_map names, and have a model card whose metadata parses."),
+        "dataset": ("push an OphVL-format dataset folder",
+                    "Push an OphVL-format dataset folder (README.md with a configs: block, data/<subset>/*.tar "
+                    "shards, any other files such as benchmark/). The build's bookkeeping (.ophvl-manifest.json, "
+                    "the .ophvl-mini.json marker, *.tmp) is left out; an unfinished build is refused."),
+    }
+    for kind, (short, long) in helps.items():
+        sub = commands.add_parser(kind, help=short, description=_wrap(long), epilog=_EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("folder", metavar="FOLDER", help=f"the {kind} folder to upload")
+        sub.add_argument("repo_id", metavar="REPO_ID", help=f"the {kind} repository, <user or org>/<name>")
+        sub.add_argument("--dry-run", action="store_true",
+                         help="validate and print which files would go where (path in the repository, size); "
+                              "send nothing")
+        sub.add_argument("--private", action="store_true",
+                         help="create the repository as private (an existing repository keeps its visibility)")
+        sub.add_argument("--commit-message", default=None, metavar="TEXT",
+                         help="the commit message (default: 'Upload <kind> from <folder name>')")
+        sub.add_argument("--token", default=None, help="Hub token (default: $HF_TOKEN or the saved login)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    publish = publish_model if args.kind == "model" else publish_dataset
+    try:
+        publish(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run,
+                commit_message=args.commit_message, token=args.token)
+    except PublishError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

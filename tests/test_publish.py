@@ -1,0 +1,315 @@
+"""Publishing through the real huggingface_hub client against the loopback fake Hub (tests/fake_hub.py): the folder
+that is uploaded is the folder whose reload is tested, in a fresh process that cannot import the project."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from model_cards import PublishError, build_dataset_card, build_model_card, folder_stats, publish_dataset, publish_model
+from model_cards.publish import main as publish_main
+from modeling_ophclip import OphCLIPModel
+from ophclip_testing import OphCLIPModelTester, tiny_processor
+from remote_code import REPO_ROOT, run_without_project
+
+
+MODEL_ID = "tester/ophclip-tiny"
+DATASET_ID = "tester/ophvl-mini"
+PROMPTS = ["the surgeon makes the main incision", "phaco emulsification of the lens", "lens implant injection"]
+
+
+def _records():
+    from evaluate_suite.leaderboard import EvalRecord
+
+    return [
+        EvalRecord(MODEL_ID, "0123456789abcdef", "cataract-101-mini", "zero-shot", {"accuracy": 0.5312, "f1": 0.4171},
+                   date="2025-01-01T00:00:00+00:00", extra={"split": "test"}),
+        EvalRecord(MODEL_ID, "0123456789abcdef", "cadis-mini", "zero-shot", {"mAP": 0.25, "FPR": 0.5},
+                   date="2025-01-01T00:00:00+00:00", extra={"split": "test"}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """A tiny OphCLIP model + processor + remote code + card + .eval_results, as a run would leave it."""
+    from evaluate_suite.leaderboard import model_index, write_eval_results
+
+    folder = tmp_path_factory.mktemp("publish") / "final"
+    torch.manual_seed(0)
+    OphCLIPModel(OphCLIPModelTester().get_config()).save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    records = _records()
+    write_eval_results(folder, records, MODEL_ID)
+    build_model_card(folder, model_id=MODEL_ID, data_stats={"clips": {"samples": 26}},
+                     eval_results=model_index(records, MODEL_ID)).save(folder / "README.md")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "stale.pyc").write_bytes(b"\0")  # never uploaded
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset_folder(tmp_path_factory):
+    pytest.importorskip("av")
+    from datasets_ophvl import generate_ophvl_mini
+
+    root = tmp_path_factory.mktemp("publish_data") / "ophvl-mini"
+    summary = generate_ophvl_mini(root, size="tiny", progress=False)
+    build_dataset_card(folder_stats(root), repo_id=DATASET_ID, pretty_name="OphVL-mini (synthetic)",
+                       license="apache-2.0", privacy="Synthetic.").save(root / "README.md")
+    return root, summary
+
+
+def _uploadable(folder) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.name not in (".ophvl-manifest.json", ".ophvl-mini.json")}
+
+
+def _cli(args, env, check_rc=None):
+    """Run `python -m model_cards.publish ...` in a child process pointed at the fake Hub."""
+    result = subprocess.run([sys.executable, "-m", "model_cards.publish", *map(str, args)], cwd=REPO_ROOT,
+                            env={**_base_env(), **env}, capture_output=True, text=True, timeout=120)
+    if check_rc is not None:
+        assert result.returncode == check_rc, result.stdout + result.stderr
+    return result
+
+
+def _base_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_publish_model_and_load_it_in_a_fresh_process(fake_hub, model_folder, tmp_path):
+    endpoint, env, hub = fake_hub
+    out = io.StringIO()
+    result = publish_model(model_folder, MODEL_ID, commit_message="OphCLIP tiny", out=out)
+    assert result.commit_oid and result.commit_url.startswith(f"{endpoint}/{MODEL_ID}/commit/")
+    assert "published" in out.getvalue()
+
+    # One commit after the repository's initial one, holding exactly the folder's files.
+    repo = hub.repo(MODEL_ID)
+    assert [c["title"] for c in repo["commits"]] == ["initial commit", "OphCLIP tiny"]
+    stored = hub.files(MODEL_ID)
+    expected = _uploadable(model_folder)
+    assert set(stored) == expected | {".gitattributes"}
+    assert {"config.json", "model.safetensors", "README.md", "processor_config.json", "modeling_ophclip.py",
+            "configuration_ophclip.py", "processing_ophclip.py", "video_processing_ophclip.py",
+            ".eval_results/cataract-101-mini.yaml", ".eval_results/cadis-mini.yaml"} <= expected
+    assert all(stored[p] == (model_folder / p).read_bytes() for p in expected)
+
+    # A fresh process without the project loads model and processor from the Hub id (remote code) ...
+    child = run_without_project(f"""
+        import numpy as np, torch
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained({MODEL_ID!r}, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained({MODEL_ID!r}, trust_remote_code=True)
+        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        video = np.random.default_rng(0).integers(0, 256, (2, 6, 40, 48, 3), dtype=np.uint8)
+        inputs = processor(text={PROMPTS!r}, videos=list(video))
+        with torch.no_grad():
+            out = model(**inputs)
+        np.save("logits.npy", out.logits_per_video.numpy())
+        np.save("pixels.npy", inputs["pixel_values_videos"].numpy())
+        np.save("ids.npy", inputs["input_ids"].numpy())
+    """, tmp_path, env_extra=env)
+    assert "Traceback" not in child.stderr
+
+    # ... and gets what the local folder gives.
+    model = OphCLIPModel.from_pretrained(model_folder).eval()
+    video = np.random.default_rng(0).integers(0, 256, (2, 6, 40, 48, 3), dtype=np.uint8)
+    inputs = tiny_processor()(text=PROMPTS, videos=list(video))
+    with torch.no_grad():
+        logits = model(**inputs).logits_per_video.numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), inputs["input_ids"].numpy())
+    np.testing.assert_array_equal(np.load(tmp_path / "pixels.npy"), inputs["pixel_values_videos"].numpy())
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), logits, rtol=0, atol=1e-6)
+
+
+def test_evaluation_results_read_back_from_the_hub(fake_hub, model_folder):
+    from evaluate_suite.leaderboard import eval_result_entries, model_index
+    from huggingface_hub import parse_eval_result_entries
+
+    publish_model(model_folder, MODEL_ID, out=io.StringIO())
+    files = HfApi().list_repo_files(MODEL_ID)
+    yamls = sorted(f for f in files if f.startswith(".eval_results/"))
+    assert yamls == [".eval_results/cadis-mini.yaml", ".eval_results/cataract-101-mini.yaml"]
+    entries = []
+    for name in yamls:
+        with open(hf_hub_download(MODEL_ID, name)) as f:
+            entries += parse_eval_result_entries(yaml.safe_load(f))
+    key = lambda e: (e.dataset_id, e.task_id)  # noqa: E731
+    assert sorted(entries, key=key) == sorted(eval_result_entries(_records(), MODEL_ID), key=key)
+
+    card = ModelCard.load(MODEL_ID)  # the README's model-index, through the Hub
+    assert card.data.eval_results == model_index(_records(), MODEL_ID)
+    assert {r.metric_value for r in card.data.eval_results} == {53.12, 41.71, 25.0, 50.0}
+
+
+def test_publish_dataset_and_stream_it_back(fake_hub, dataset_folder):
+    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("decord")
+    from datasets_ophvl import load_ophvl
+
+    endpoint, env, hub = fake_hub
+    root, summary = dataset_folder
+    publish_dataset(root, DATASET_ID, out=io.StringIO())
+    stored = hub.files(DATASET_ID, repo_type="dataset")
+    assert set(stored) == _uploadable(root) | {".gitattributes"}
+    assert not any(p.endswith((".ophvl-manifest.json", ".ophvl-mini.json")) for p in stored)
+    assert len(hub.repo(DATASET_ID, "dataset")["commits"]) == 2
+
+    clips = list(load_ophvl(DATASET_ID, "clips", num_frames=4))
+    assert len(clips) == summary["clips"]["samples"]
+    assert clips[0]["frames"].shape == (4, 64, 64, 3) and clips[0]["text"]
+
+    rows = list(datasets.load_dataset(DATASET_ID, "clips", split="train", streaming=True).decode(False))
+    assert len(rows) == summary["clips"]["samples"]
+    assert rows[0]["json"]["narration"] and rows[0]["mp4"]["bytes"][4:8] == b"ftyp"
+    assert {r["__key__"] for r in rows} == {c["key"] for c in clips}
+    assert any("/resolve/" in path and "data/clips/" in path for _, path, _ in hub.requests)
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(fake_hub, model_folder, dataset_folder):
+    endpoint, env, hub = fake_hub
+    out = io.StringIO()
+    result = publish_model(model_folder, MODEL_ID, dry_run=True, out=out)
+    text = out.getvalue()
+    assert result.dry_run and result.commit_oid is None
+    for path in _uploadable(model_folder):
+        size = (model_folder / path).stat().st_size
+        assert any(line.split() == [path, f"{size:,d}", "B"] for line in text.splitlines()), path
+    assert "left out: __pycache__/stale.pyc" in text and f"{endpoint}/{MODEL_ID}" in text
+
+    # The command line: the dataset's bookkeeping files are left out of the plan.
+    root, _ = dataset_folder
+    cli = _cli(["dataset", root, DATASET_ID, "--dry-run", "--private"], env, check_rc=0)
+    planned = [line.split()[0] for line in cli.stdout.splitlines() if line.startswith("  ")]
+    assert set(planned) == _uploadable(root)
+    assert "(private)" in cli.stdout and ".ophvl-mini.json" in cli.stdout.splitlines()[-1]
+    assert hub.requests == [] and hub.repo(MODEL_ID) is None and hub.repo(DATASET_ID, "dataset") is None
+
+
+def test_server_error_on_commit_is_one_clear_line_and_publishes_nothing(fake_hub, model_folder):
+    endpoint, env, hub = fake_hub
+    hub.fail("commit", status=500)
+    with pytest.raises(PublishError) as caught:
+        publish_model(model_folder, MODEL_ID, out=io.StringIO())
+    message = str(caught.value)
+    assert "\n" not in message and "HTTP 500" in message and "nothing was published" in message
+    assert caught.value.exit_code == 1
+    assert [c["title"] for c in hub.repo(MODEL_ID)["commits"]] == ["initial commit"]  # created, no commit
+    assert set(hub.files(MODEL_ID)) == {".gitattributes"}
+
+    cli = _cli(["model", model_folder, MODEL_ID], env, check_rc=1)
+    assert cli.stderr.strip().count("\n") == 0 and cli.stderr.startswith("error: could not commit")
+    assert set(hub.files(MODEL_ID)) == {".gitattributes"}
+
+    hub.clear_failures()
+    cli = _cli(["model", model_folder, MODEL_ID], env, check_rc=0)
+    assert "published" in cli.stdout and "README.md" in hub.files(MODEL_ID)
+
+
+def test_authentication_and_network_failures(fake_hub, model_folder):
+    endpoint, env, hub = fake_hub
+    with pytest.raises(PublishError, match=r"HTTP 401 \(authentication failed") as caught:
+        publish_model(model_folder, MODEL_ID, token="hf_wrong", out=io.StringIO())
+    assert "could not create" in str(caught.value) and hub.repo(MODEL_ID) is None
+
+    with pytest.raises(PublishError, match="could not create .* ConnectError"):
+        publish_model(model_folder, MODEL_ID, endpoint="http://127.0.0.1:9", out=io.StringIO())
+
+
+def test_invalid_folders_are_refused_before_any_request(fake_hub, model_folder, tmp_path, capsys):
+    endpoint, env, hub = fake_hub
+    bare = tmp_path / "bare"
+    OphCLIPModel(OphCLIPModelTester().get_config()).save_pretrained(bare)
+    with pytest.raises(PublishError, match="no model card") as caught:
+        publish_model(bare, MODEL_ID, out=io.StringIO())
+    assert caught.value.exit_code == 2
+
+    (bare / "README.md").write_text((model_folder / "README.md").read_text())
+    (bare / "modeling_ophclip.py").unlink()
+    with pytest.raises(PublishError, match="modeling_ophclip.py"):
+        publish_model(bare, MODEL_ID, out=io.StringIO())
+
+    (bare / "config.json").write_text("{not json")
+    assert publish_main(["model", str(bare), MODEL_ID]) == 2
+    assert "does not load with AutoConfig" in capsys.readouterr().err
+
+    for name in ("config.json", "modeling_ophclip.py"):
+        (bare / name).write_bytes((model_folder / name).read_bytes())
+    (bare / ".eval_results").mkdir()
+    (bare / ".eval_results" / "x.yaml").write_text("- value: 1\n")
+    with pytest.raises(PublishError, match="x.yaml is not a list of evaluation results"):
+        publish_model(bare, MODEL_ID, out=io.StringIO())
+
+    data = tmp_path / "data"
+    (data / "data" / "clips").mkdir(parents=True)
+    (data / "README.md").write_text("---\nlicense: other\n---\n# no configs\n")
+    with pytest.raises(PublishError, match="no configs"):
+        publish_dataset(data, DATASET_ID, out=io.StringIO())
+    build_dataset_card({}, repo_id=DATASET_ID).save(data / "README.md")
+    with pytest.raises(PublishError, match="no data files match the configs clips, videos, silent"):
+        publish_dataset(data, DATASET_ID, out=io.StringIO())
+    (data / "data" / "clips" / "part-00000.tar").write_bytes(b"")
+    with pytest.raises(PublishError, match="unfinished build"):
+        publish_dataset(data, DATASET_ID, out=io.StringIO())
+    with pytest.raises(PublishError, match="invalid repository id"):
+        publish_dataset(data, "tester/bad name", out=io.StringIO())
+    assert hub.requests == []
+
+
+def test_republishing_the_same_folder_adds_no_commit_and_private_repos_stay_hidden(fake_hub, model_folder):
+    endpoint, env, hub = fake_hub
+    first = publish_model(model_folder, MODEL_ID, private=True, out=io.StringIO())
+    second = publish_model(model_folder, MODEL_ID, private=True, out=io.StringIO())
+    assert second.commit_oid == first.commit_oid and len(hub.repo(MODEL_ID)["commits"]) == 2
+    assert hub.repo(MODEL_ID)["private"] is True
+    assert HfApi().model_info(MODEL_ID).sha == first.commit_oid
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=False).model_info(MODEL_ID)
+
+
+def test_fake_hub_serves_byte_ranges_and_stops_by_itself(tmp_path):
+    import time
+    import urllib.error
+    import urllib.request
+
+    from fake_hub import FakeHub
+
+    with FakeHub(tmp_path / "hub", ttl=1.0, quiet=True) as hub:
+        api = HfApi(endpoint=hub.endpoint, token="hf_fake")
+        api.create_repo("tester/blob", repo_type="dataset")
+        api.upload_file(path_or_fileobj=bytes(range(256)) * 4, path_in_repo="a/b.bin", repo_id="tester/blob",
+                        repo_type="dataset")
+        request = urllib.request.Request(hub.url("tester/blob", "a/b.bin", "dataset"), headers={"Range": "bytes=10-19"})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 206 and response.read() == bytes(range(10, 20))
+            assert response.headers["Content-Range"] == "bytes 10-19/1024" and response.headers["X-Repo-Commit"]
+        assert [e.path for e in api.list_repo_tree("tester/blob", repo_type="dataset")] == [".gitattributes", "a"]
+        time.sleep(1.5)  # past the time to live
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(hub.url("tester/blob", "a/b.bin", "dataset"), timeout=2)
+    assert hub.unhandled == []
+
+
+def test_fake_hub_runs_as_a_command_and_stops_on_a_stop_file(tmp_path):
+    root = tmp_path / "hub"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "fake_hub.py"), "--root", str(root),
+                                "--ttl", "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = process.stdout.readline().strip().split("=", 1)[1]
+        assert HfApi(endpoint=endpoint, token="hf_fake").create_repo("tester/x").endswith("/tester/x")
+        (root / ".stop").touch()
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
