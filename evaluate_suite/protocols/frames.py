@@ -1,0 +1,204 @@
+"""Frame features of labelled benchmark videos: sampling, parallel decoding, checks, batching through the encoder.
+
+`extract_frame_features` samples each video at `fps` (1 by default, the SurgVLP/OphCLIP protocol) from its native
+frame rate, decodes and preprocesses the sampled frames in DataLoader workers (one item = one chunk of consecutive
+sampled frames of one video, so decoding overlaps the model) and embeds each chunk with the encoder.
+
+Bad videos are skipped, counted and listed with a reason, never scored as zeros:
+
+- the file cannot be opened or decoded (decord error), or decodes to zero frames;
+- its decoded frame count disagrees with its labels by more than `max(FRAME_TOLERANCE, FRAME_TOLERANCE_FRACTION *
+  labelled frames)`, i.e. more than 2 frames *and* more than 2% of the labelled length. Within that tolerance the
+  labels are trusted frame by frame from the start: sampled frames past the decoded end are dropped with their
+  labels, decoded frames past the labelled end are never sampled;
+- no labelled (scorable) frame remains after sampling (reported by the protocol).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from modeling_ophclip.video_processing_ophclip import fps_frame_indices
+
+from ..models import preprocess_frames
+from ..registry import IGNORE_INDEX, VideoAnnotation
+
+
+FRAME_TOLERANCE = 2
+FRAME_TOLERANCE_FRACTION = 0.02
+
+
+def frame_count_problem(decoded: int, labelled: int) -> str | None:
+    """Why a video whose container has `decoded` frames cannot carry labels for `labelled` frames, or None."""
+    if decoded <= 0:
+        return "the video decodes to zero frames"
+    tolerance = max(FRAME_TOLERANCE, FRAME_TOLERANCE_FRACTION * labelled)
+    if abs(decoded - labelled) > tolerance:
+        return (f"frame count mismatch: the video has {decoded} frames but its labels cover {labelled} "
+                f"(tolerance {tolerance:g})")
+    return None
+
+
+def sample_frame_indices(num_frames: int, video_fps: float, fps: float | None) -> np.ndarray:
+    """Native frame indices at times 0, 1/fps, 2/fps, ... (the processor's `fps_frame_indices`; every frame when
+    `fps` is None). The labelled frame count and rate come from the annotations, never from the container."""
+    if fps is None:
+        return np.arange(num_frames)
+    return np.unique(np.asarray(fps_frame_indices(num_frames, video_fps, fps), dtype=np.int64))
+
+
+def _short(error: Exception, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class FrameChunks(torch.utils.data.Dataset):
+    """Chunks of sampled frames: item i decodes and preprocesses `chunk_size` sampled frames of one video.
+
+    Returns `{"video": int, "start": int, "positions": LongTensor, "pixel_values": (n, 3, H, W)}` or, when the video
+    cannot be used, `{"video", "start", "error": str}`. Each worker keeps the reader of the last video it opened, so
+    consecutive chunks of a video are not re-indexed.
+    """
+
+    def __init__(self, paths, labelled_frames, frame_indices, video_processor, chunk_size: int = 32):
+        self.paths = [str(p) for p in paths]
+        self.labelled_frames = list(labelled_frames)
+        self.frame_indices = [np.asarray(ix, dtype=np.int64) for ix in frame_indices]
+        self.video_processor = video_processor
+        self.items = [(v, start) for v, ix in enumerate(self.frame_indices) for start in range(0, len(ix), chunk_size)]
+        self.chunk_size = chunk_size
+        self._reader = (None, None)
+
+    def __len__(self):
+        return len(self.items)
+
+    def _open(self, video: int):
+        if self._reader[0] != video:
+            from decord import VideoReader, cpu
+
+            self._reader = (None, None)  # a failed open must not leave the previous reader in place
+            self._reader = (video, VideoReader(self.paths[video], ctx=cpu(0), num_threads=1))
+        return self._reader[1]
+
+    def __getitem__(self, i):
+        video, start = self.items[i]
+        item = {"video": video, "start": start}
+        try:
+            reader = self._open(video)
+        except Exception as error:  # decord raises RuntimeError/DECORDError for unreadable files
+            return {**item, "error": f"cannot decode the video: {_short(error)}"}
+        problem = frame_count_problem(len(reader), self.labelled_frames[video])
+        if problem:
+            return {**item, "error": problem}
+        indices = self.frame_indices[video][start : start + self.chunk_size]
+        keep = indices < len(reader)
+        if not keep.any():
+            return {**item, "positions": torch.empty(0, dtype=torch.long), "pixel_values": None}
+        try:
+            frames = reader.get_batch(indices[keep].tolist()).asnumpy()
+        except Exception as error:
+            return {**item, "error": f"cannot decode frames {indices[keep][[0, -1]].tolist()}: {_short(error)}"}
+        positions = torch.arange(start, start + len(indices))[torch.from_numpy(keep)]
+        return {**item, "positions": positions, "pixel_values": preprocess_frames(self.video_processor, frames)}
+
+
+@dataclass
+class VideoFeatures:
+    """Sampled frames of one video: native `frame_indices`, their `features` (n, D) and `labels` (n,) or (n, C)."""
+
+    annotation: VideoAnnotation
+    frame_indices: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def video_id(self) -> str:
+        return self.annotation.video_id
+
+
+@dataclass
+class FrameFeatures:
+    """The result of `extract_frame_features`: usable videos in benchmark order, and the skipped ones with reasons."""
+
+    videos: list[VideoFeatures]
+    skipped: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def _labels(annotation: VideoAnnotation) -> np.ndarray:
+    labels = annotation.phases if annotation.phases is not None else annotation.instruments
+    if labels is None:
+        raise ValueError(f"video {annotation.video_id} has neither phase nor instrument labels")
+    return labels
+
+
+def extract_frame_features(encoder, annotations: list[VideoAnnotation], fps: float | None = 1.0,
+                           batch_size: int = 32, num_workers: int = 0, prefetch_factor: int = 2) -> FrameFeatures:
+    """Embed the frames of every video sampled at `fps`; see the module docstring for what is skipped and why."""
+    import time
+
+    began = time.perf_counter()
+    indices = [sample_frame_indices(a.num_frames, a.fps, fps) for a in annotations]
+    dataset = FrameChunks([a.path for a in annotations], [a.num_frames for a in annotations], indices,
+                          encoder.video_processor, chunk_size=batch_size)
+    device = getattr(encoder, "device", None)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=num_workers,
+        prefetch_factor=prefetch_factor if num_workers else None,
+        pin_memory=device is not None and torch.device(device).type == "cuda",
+    )
+    features: dict[int, np.ndarray] = {}
+    filled: dict[int, np.ndarray] = {}
+    skipped: dict[int, str] = {}
+    for item in loader:
+        video = item["video"]
+        if video in skipped:
+            continue
+        if "error" in item:
+            skipped[video] = item["error"]
+            continue
+        if item["pixel_values"] is None:
+            continue
+        embeds = encoder.encode_frames(item["pixel_values"]).numpy()
+        if video not in features:
+            features[video] = np.zeros((len(indices[video]), embeds.shape[1]), dtype=np.float32)
+            filled[video] = np.zeros(len(indices[video]), dtype=bool)
+        features[video][item["positions"].numpy()] = embeds
+        filled[video][item["positions"].numpy()] = True
+
+    result = FrameFeatures(videos=[])
+    for v, annotation in enumerate(annotations):
+        if v in skipped:
+            result.skipped[annotation.video_id] = skipped[v]
+            continue
+        if v not in features:
+            result.skipped[annotation.video_id] = "no sampled frame could be decoded"
+            continue
+        keep = filled[v]
+        frame_indices = indices[v][keep]
+        result.videos.append(VideoFeatures(annotation, frame_indices, features[v][keep],
+                                           _labels(annotation)[frame_indices]))
+        result.frames += int(keep.sum())
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def scorable(video: VideoFeatures) -> np.ndarray:
+    """Mask of the sampled frames that carry a label (phase != IGNORE_INDEX, or any known instrument label)."""
+    if video.labels.ndim == 1:
+        return video.labels != IGNORE_INDEX
+    return ~np.isnan(video.labels).all(axis=1)
+
+
+__all__ = [
+    "FRAME_TOLERANCE",
+    "FRAME_TOLERANCE_FRACTION",
+    "FrameChunks",
+    "FrameFeatures",
+    "VideoFeatures",
+    "extract_frame_features",
+    "frame_count_problem",
+    "sample_frame_indices",
+    "scorable",
+]

@@ -1,0 +1,217 @@
+"""Linear probing on frozen frame features, trained on 1% / 10% / 100% of the training videos.
+
+Features are the encoder's L2-normalised frame embeddings at 1 fps (the zero-shot sampling), extracted once per split
+and reused for every fraction and seed. The fraction is taken over training *videos*, never frames (frames of one
+video are strongly correlated, so a frame fraction would leak most of every video into a 1% probe): fraction `f`
+trains on `max(1, round(f * N))` of the `N` usable training videos, drawn without replacement by
+`numpy.random.default_rng(seed)`, once per seed (`seeds`, fixed), except when the fraction covers every training
+video (100%): then every draw is the same set and one run is made.
+
+The probe is scikit-learn: `StandardScaler` followed by `LogisticRegression(C, lbfgs, max_iter)` (multinomial over
+phases; one binary probe per instrument, trained on that instrument's known labels). Standardising first makes one
+`C` (1.0 by default) reasonable for any embedding width, since L2-normalised features have per-dimension variance of
+order 1/D. A training subset that holds a single class (a 1% probe on one short video can) gives a constant predictor
+of that class; an instrument never seen present (or never absent) gives a constant score equal to its training
+frequency.
+
+Phase probes are scored with `video_phase` on the test split (per-video accuracy / macro-F1, averaged over videos),
+instrument probes with `multilabel_instruments` (mAP, and FPR at 0.5 on the probe's probabilities). The metrics of a
+fraction are means over seeds, with their standard deviation over seeds (`*_seed_std`).
+"""
+
+import numpy as np
+
+from .common import (
+    DEFAULT_RESULTS_FILE,
+    instrument_metrics,
+    load_split,
+    phase_metrics,
+    resolve_benchmark,
+    save_record,
+    scalar_metrics,
+)
+from .defaults import DEFAULT_FRACTIONS, DEFAULT_SEEDS
+from .frames import extract_frame_features, scorable
+
+
+class ConstantProbe:
+    """What a probe learns from a single class: always that class (or that presence frequency)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def predict(self, X):
+        return np.full(len(X), self.value)
+
+    def presence(self, X):
+        return np.full(len(X), float(self.value), dtype=np.float32)
+
+
+class LogisticProbe:
+    """`StandardScaler` + `LogisticRegression` (see the module docstring)."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+
+    def fit(self, X, y):
+        self.pipeline.fit(X, y)
+        return self
+
+    def predict(self, X):
+        return self.pipeline.predict(X)
+
+    def presence(self, X):
+        classes = list(self.pipeline.classes_)
+        return self.pipeline.predict_proba(X)[:, classes.index(1)].astype(np.float32)
+
+
+def fit_phase_probe(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 1000, seed: int = 0):
+    """A multinomial probe from frames `X` and phase ids `y` (ignored frames already removed)."""
+    classes = np.unique(y)
+    if len(classes) == 1:
+        return ConstantProbe(int(classes[0]))
+    return LogisticProbe(C, max_iter, seed).fit(X, y)
+
+
+def fit_instrument_probes(X: np.ndarray, Y: np.ndarray, C: float = 1.0, max_iter: int = 1000, seed: int = 0):
+    """One binary probe per instrument, each on the frames where that instrument's label is known."""
+    probes = []
+    for c in range(Y.shape[1]):
+        known = ~np.isnan(Y[:, c])
+        y = Y[known, c].astype(np.int64)
+        if len(np.unique(y)) < 2:
+            probes.append(ConstantProbe(float(y.mean()) if y.size else 0.0))
+        else:
+            probes.append(LogisticProbe(C, max_iter, seed).fit(X[known], y))
+    return probes
+
+
+def subset_size(fraction: float, total: int) -> int:
+    """Training videos used at `fraction`: `max(1, round(fraction * total))`, at most `total`."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"training fractions must be in (0, 1], got {fraction}")
+    return min(total, max(1, int(round(fraction * total))))
+
+
+def choose_videos(num_videos: int, fraction: float, seed: int) -> np.ndarray:
+    """Indices of the training videos of one (fraction, seed) draw, in their original order."""
+    size = subset_size(fraction, num_videos)
+    return np.sort(np.random.default_rng(seed).permutation(num_videos)[:size])
+
+
+def fraction_label(fraction: float) -> str:
+    """`0.01 -> "1%"`, `0.1 -> "10%"`, `1.0 -> "100%"`, `0.125 -> "12.5%"`."""
+    return f"{100 * fraction:.4g}%"
+
+
+def _stack(videos):
+    """Features and labels of the labelled sampled frames of `videos`, concatenated."""
+    X = np.concatenate([v.features[scorable(v)] for v in videos])
+    y = np.concatenate([v.labels[scorable(v)] for v in videos])
+    return X, y
+
+
+def _evaluate_phase(probe, test_videos, num_classes):
+    ids = [v.video_id for v in test_videos]
+    predictions = [probe.predict(v.features).astype(np.int64) for v in test_videos]
+    return phase_metrics(ids, predictions, [v.labels for v in test_videos], num_classes)
+
+
+def _evaluate_instruments(probes, test_videos, class_names):
+    X, Y = _stack(test_videos)
+    scores = np.stack([probe.presence(X) for probe in probes], axis=1)
+    return instrument_metrics(scores, Y, class_names)
+
+
+def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_split: str = "test",
+                 fractions=DEFAULT_FRACTIONS, seeds=DEFAULT_SEEDS, fps: float = 1.0, C: float = 1.0,
+                 max_iter: int = 1000, batch_size: int = 32, num_workers: int = 0,
+                 results_file=DEFAULT_RESULTS_FILE) -> dict:
+    """Linear probes at each training fraction (see the module docstring); one `EvalRecord` per fraction, protocol
+    `linear-probe-<percent>` (e.g. `linear-probe-10%`).
+
+    Returns `{"benchmark", "protocol": "linear-probe", "results": {"1%": {"metrics", "per_seed", ...}, ...},
+    "skipped", "records"}`; skipped videos are keyed `"<split>:<video_id>"`.
+    """
+    spec = resolve_benchmark(benchmark)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("linear_probe needs at least one seed")
+    fractions = [float(f) for f in fractions]
+    for fraction in fractions:
+        subset_size(fraction, 1)  # validates the range before any decoding
+
+    features, skipped = {}, {}
+    for split in (train_split, test_split):
+        annotations, split_skipped = load_split(spec, root, split)
+        extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size,
+                                           num_workers=num_workers)
+        split_skipped.update(extracted.skipped)
+        usable = []
+        for video in extracted.videos:
+            if scorable(video).any():
+                usable.append(video)
+            else:
+                split_skipped[video.video_id] = "no labelled frame among the sampled frames"
+        skipped.update({f"{split}:{vid}": reason for vid, reason in split_skipped.items()})
+        if not usable:
+            raise ValueError(f"benchmark {spec.name!r}: no usable video in split {split!r}: {split_skipped}")
+        features[split] = usable
+    train, test = features[train_split], features[test_split]
+
+    results, records = {}, []
+    for fraction in fractions:
+        runs = []
+        for seed in (seeds if subset_size(fraction, len(train)) < len(train) else seeds[:1]):
+            chosen = [train[i] for i in choose_videos(len(train), fraction, seed)]
+            X, y = _stack(chosen)
+            if spec.task == "phase":
+                probe = fit_phase_probe(X, y.astype(np.int64), C, max_iter, seed)
+                scores = _evaluate_phase(probe, test, len(spec.classes))
+            else:
+                probes = fit_instrument_probes(X, y, C, max_iter, seed)
+                scores = _evaluate_instruments(probes, test, spec.classes)
+            runs.append({"seed": seed, "train_videos": [v.video_id for v in chosen], "train_frames": int(len(X)),
+                         "metrics": scalar_metrics(scores)})
+        metrics = _mean_over_seeds([run["metrics"] for run in runs])
+        metrics.update({"fraction": fraction, "train_videos": len(runs[0]["train_videos"]),
+                        "num_seeds": len(runs), "num_skipped": len(skipped)})
+        label = fraction_label(fraction)
+        extra = {"train_split": train_split, "test_split": test_split, "fps": fps, "fraction": fraction,
+                 "classifier": f"StandardScaler + LogisticRegression(C={C}, max_iter={max_iter})",
+                 "per_seed": runs, "train_pool": len(train), "model": encoder.describe()}
+        record = save_record(results_file, encoder, spec.name, f"linear-probe-{label}", metrics, None, skipped, extra)
+        results[label] = {"metrics": metrics, "per_seed": runs}
+        if record is not None:
+            records.append(record)
+    return {"benchmark": spec.name, "protocol": "linear-probe", "model_id": encoder.model_id, "results": results,
+            "skipped": skipped, "records": records}
+
+
+def _mean_over_seeds(runs: list[dict]) -> dict:
+    """Mean of every metric over seeds, plus `<metric>_seed_std` for the headline ones."""
+    keys = [k for k in runs[0] if all(k in run for run in runs)]
+    mean = {k: float(np.mean([run[k] for run in runs])) for k in keys}
+    for k in ("accuracy", "f1", "mAP", "FPR"):
+        if k in mean:
+            mean[f"{k}_seed_std"] = float(np.std([run[k] for run in runs]))
+    for k in ("num_videos", "num_frames", "num_classes"):
+        if k in mean:
+            mean[k] = int(mean[k])
+    return mean
+
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "DEFAULT_SEEDS",
+    "choose_videos",
+    "fit_instrument_probes",
+    "fit_phase_probe",
+    "fraction_label",
+    "linear_probe",
+    "subset_size",
+]

@@ -1,0 +1,184 @@
+"""`python -m evaluate_suite`: every subcommand end to end through `main([...])`, on saved tiny checkpoints (OphCLIP and
+CLIP folders, loaded by `load_encoder` from their model_type) and OphVL-mini's tiny benchmark."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("decord")
+pytest.importorskip("av")
+pytest.importorskip("evaluate")
+pytest.importorskip("sklearn")
+
+from test_protocols import read_jsonl, tiny_clip, tiny_ophclip  # noqa: E402
+
+from datasets_ophvl.mini import generate_ophvl_mini  # noqa: E402
+from evaluate_suite.cli import build_parser, main  # noqa: E402
+from evaluate_suite.models import CLIPEncoder, OphCLIPEncoder, load_encoder  # noqa: E402
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ("benchmarks", "zero-shot-phase", "zero-shot-instruments", "linear-probe", "retrieval", "leaderboard")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def mini(workdir) -> Path:
+    generate_ophvl_mini(workdir / "mini", size="tiny", progress=False)
+    return workdir / "mini"
+
+
+@pytest.fixture(scope="module")
+def ophclip_dir(workdir) -> Path:
+    model, processor = tiny_ophclip()
+    folder = workdir / "tiny-ophclip"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip_dir(workdir) -> Path:
+    model, tokenizer = tiny_clip(workdir / "clip-tokenizer")
+    folder = workdir / "tiny-clip"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run(argv, capsys) -> tuple[int, dict | str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    try:
+        return code, json.loads(captured.out), captured.err
+    except json.JSONDecodeError:
+        return code, captured.out, captured.err
+
+
+# -- help -------------------------------------------------------------------------------------------------------------
+
+
+def test_module_help_lists_every_command():
+    result = subprocess.run([sys.executable, "-m", "evaluate_suite", "--help"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(command in result.stdout for command in COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: python -m evaluate_suite " + command)
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    for action in sub._actions:
+        assert action.help, f"{command} {action.option_strings} has no help text"
+
+
+# -- model loading ----------------------------------------------------------------------------------------------------
+
+
+def test_load_encoder_picks_the_adapter_by_model_type(ophclip_dir, clip_dir, workdir):
+    ophclip = load_encoder(ophclip_dir, device="cpu")
+    clip = load_encoder(clip_dir, device="cpu")
+    assert isinstance(ophclip, OphCLIPEncoder) and isinstance(clip, CLIPEncoder)
+    assert ophclip.model_id == str(ophclip_dir)
+    assert clip.video_processor.crop_size == {"height": 32, "width": 32}  # the tower's image_size
+    remote = load_encoder(ophclip_dir, trust_remote_code=True, device="cpu")
+    assert type(remote.model).__module__.startswith("transformers_modules")  # the checkpoint's own code
+    assert remote.weights_hash == ophclip.weights_hash
+    from transformers import BertConfig
+
+    bert = BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1)
+    bert.save_pretrained(workdir / "bert")
+    with pytest.raises(ValueError, match="'bert' model; the evaluation suite has adapters for"):
+        load_encoder(workdir / "bert")
+
+
+# -- every command end to end -----------------------------------------------------------------------------------------
+
+
+def test_benchmarks_command(capsys):
+    code, out, _ = run(["benchmarks"], capsys)
+    assert code == 0 and "ophvl-mini-phase" in out and "ophvl-mini-instruments" in out
+
+
+def test_zero_shot_phase_command(ophclip_dir, mini, tmp_path, capsys):
+    results, plots = tmp_path / "results.jsonl", tmp_path / "plots"
+    code, out, err = run(["zero-shot-phase", "--model", ophclip_dir, "--model-name", "tiny", "--benchmark",
+                          "ophvl-mini-phase", "--root", mini / "benchmark", "--smooth-window", "3", "--plots", plots,
+                          "--num-workers", "0", "--results", results], capsys)
+    assert code == 0, err
+    assert out["protocol"] == "zero-shot" and out["model_id"] == "tiny" and out["skipped"] == {}
+    assert {"accuracy", "f1", "accuracy_smoothed", "f1_smoothed"} <= set(out["metrics"])
+    assert len(out["plots"]) == 3 and all(Path(p).is_file() for p in out["plots"])
+    (record,) = read_jsonl(results)
+    assert record["model_id"] == "tiny" and record["benchmark"] == "ophvl-mini-phase"
+
+
+def test_zero_shot_instruments_command_with_clip(clip_dir, mini, tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    code, out, err = run(["zero-shot-instruments", "--model", clip_dir, "--benchmark", "ophvl-mini-instruments",
+                          "--root", mini / "benchmark", "--negative-template", "no {} here.", "--num-workers", "2",
+                          "--results", results], capsys)
+    assert code == 0, err
+    assert 0 <= out["metrics"]["mAP"] <= 1 and 0 <= out["metrics"]["FPR"] <= 1
+    (record,) = read_jsonl(results)
+    assert record["extra"]["negative_templates"] == ["no {} here."] and record["model_id"] == str(clip_dir)
+
+
+def test_linear_probe_command(ophclip_dir, mini, tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    code, out, err = run(["linear-probe", "--model", ophclip_dir, "--benchmark", "ophvl-mini-phase", "--root",
+                          mini / "benchmark", "--fractions", "0.5", "1", "--seeds", "0", "1", "--num-workers", "0",
+                          "--results", results], capsys)
+    assert code == 0, err
+    assert list(out["metrics"]) == ["50%", "100%"]
+    assert [r["protocol"] for r in read_jsonl(results)] == ["linear-probe-50%", "linear-probe-100%"]
+
+
+def test_retrieval_and_leaderboard_commands(ophclip_dir, clip_dir, mini, tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    for model in (ophclip_dir, clip_dir):
+        code, out, err = run(["retrieval", "--model", model, "--root", mini, "--max-clips", "10", "--num-frames", "4",
+                              "--num-workers", "0", "--results", results], capsys)
+        assert code == 0, err
+        assert out["metrics"]["num_clips"] == 10 and 0 <= out["metrics"]["t2v_R@1"] <= 100
+    code, out, err = run(["leaderboard", "--results", results, "--out", tmp_path / "board", "--model-id",
+                          str(ophclip_dir)], capsys)
+    assert code == 0, err
+    assert out.startswith("| model |") and f"wrote {tmp_path / 'board' / 'leaderboard.md'}" in out
+    table = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "ophvl-clips:mini" in table and str(clip_dir) in table and str(ophclip_dir) in table
+    assert (tmp_path / "board" / "model_index.yaml").is_file()
+
+
+def test_input_errors_exit_2_with_one_line(ophclip_dir, mini, tmp_path, capsys):
+    common = ["--model", ophclip_dir, "--results", tmp_path / "r.jsonl", "--num-workers", "0"]
+    code, _, err = run(["zero-shot-phase", *common, "--benchmark", "no-such-benchmark", "--root", mini], capsys)
+    assert code == 2 and "unknown benchmark 'no-such-benchmark'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["zero-shot-phase", *common, "--benchmark", "ophvl-mini-phase", "--root", tmp_path / "nope"],
+                       capsys)
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1  # before loading the model
+    code, _, err = run(["zero-shot-instruments", *common, "--benchmark", "ophvl-mini-phase", "--root",
+                        mini / "benchmark"], capsys)
+    assert code == 2 and "is a 'phase' benchmark" in err
+    code, _, err = run(["retrieval", *common, "--root", mini, "--shards", "data/none/*.tar"], capsys)
+    assert code == 2 and "no shard matches" in err
+    code, _, err = run(["zero-shot-phase", "--model", tmp_path / "no-model", "--benchmark", "ophvl-mini-phase",
+                        "--root", mini / "benchmark"], capsys)
+    assert code == 2 and "cannot load a model config" in err
+    assert not (tmp_path / "r.jsonl").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zero-shot-phase", *map(str, common), "--benchmark", "ophvl-mini-phase", "--root", str(mini),
+              "--fps", "0"])
+    assert exit_info.value.code == 2 and "must be > 0" in capsys.readouterr().err
