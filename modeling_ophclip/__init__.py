@@ -43,3 +43,5 @@ __all__ = [
     "OphCLIPVideoClassifierOutput",
     "OphCLIPVideoProcessor",
 ]
+
+from . import pipeline_ophclip  # noqa: E402,F401  (registers the "zero-shot-video-classification" pipeline task)
