@@ -1,0 +1,355 @@
+"""The training data: one endless, resumable stream per level, and random access to the silent videos of the bank.
+
+**Level streams.** `clips` (clip + narration) and `videos` (whole video + title summary) are read with
+`datasets_ophvl.load_ophvl` (streaming, decoded, sampled frames) into a `DataLoader` that `accelerator.prepare`
+shards between processes (with `dispatch_batches=False` it calls `IterableDataset.shard` itself; nothing else
+splits the data). [`LevelStream`] turns a prepared loader into an endless iterator over epochs (`set_epoch` reshuffles
+the shard order deterministically) and knows its exact position: the collator ([`SnapshotCollator`]) attaches to
+every batch the `state_dict()` of the dataset copy that produced it (the main process's, or the DataLoader worker's),
+taken right after the batch's examples were read. The position of the last batch the training loop *consumed* is
+therefore known exactly, whatever accelerate and the DataLoader have prefetched, and resuming loads it back with
+`IterableDataset.load_state_dict` (in every worker through [`WorkerStateLoader`]).
+
+**Silent videos.** The memory bank is refreshed row by row (`SilentVideoBank.rows_for_refresh`), so the silent subset
+is read by row, not streamed: [`scan_silent_videos`] lists every silent video once (the tar headers and the small json
+members, through the same `xopen` paths as the builder, local or `hf://`) with the byte range of its mp4, and
+[`SilentVideoDataset`] decodes any set of rows. The rows a process encodes are chosen by `objectives.refresh_bank`
+(`SilentVideoBank.shard_rows`), so this DataLoader is deliberately *not* prepared by accelerate.
+"""
+
+import json
+import logging
+import os
+import tarfile
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "_data_state"
+TEXT_LEVELS = {"clip": "clips", "video": "videos"}  # level -> OphVL subset
+
+
+# -- level streams --------------------------------------------------------------------------------------------------
+
+
+class SnapshotCollator:
+    """Collate with `OphVLCollator` and attach the reading position: `batch[STATE_KEY] = (worker id or None,
+    dataset.state_dict())`, taken right after the batch's examples were read.
+
+    Args:
+        collate_fn: the collator (an `OphVLCollator`).
+        dataset: the dataset the main process iterates (set after `accelerator.prepare`; unused in workers, which
+            use their own copy).
+    """
+
+    def __init__(self, collate_fn, dataset=None):
+        self.collate_fn = collate_fn
+        self.dataset = dataset
+
+    def __call__(self, examples):
+        batch = dict(self.collate_fn(examples))
+        info = get_worker_info()
+        dataset = info.dataset if info is not None else self.dataset
+        state = dataset.state_dict() if dataset is not None else None
+        batch[STATE_KEY] = (info.id if info is not None else None, state)
+        return batch
+
+
+class WorkerStateLoader:
+    """`worker_init_fn` that makes each DataLoader worker resume at its own saved position (`states[worker id]`)."""
+
+    def __init__(self):
+        self.states = None
+
+    def __call__(self, worker_id: int):
+        if self.states and worker_id in self.states and self.states[worker_id] is not None:
+            get_worker_info().dataset.load_state_dict(self.states[worker_id])
+
+
+class LevelStream:
+    """An endless iterator of collated batches of one level, over epochs, with an exact, saveable position.
+
+    Args:
+        name: `"clip"` or `"video"` (for messages).
+        loader: the DataLoader prepared by accelerate (a `DataLoaderShard` over this process's shards).
+        collator: its `SnapshotCollator`.
+        worker_init: its `WorkerStateLoader`.
+        batch_size: per-process batch size (for messages).
+    """
+
+    def __init__(self, name: str, loader, collator: SnapshotCollator, worker_init: WorkerStateLoader, batch_size: int):
+        self.name = name
+        self.loader = loader
+        self.collator = collator
+        self.worker_init = worker_init
+        self.batch_size = batch_size
+        self.epoch = 0
+        self.batches_in_epoch = 0
+        self.worker_states: dict = {}
+        self._iterator = None
+        self._resume_states = None
+
+    def _start_epoch(self):
+        self.loader.set_epoch(self.epoch)
+        states = self._resume_states
+        self._resume_states = None
+        if self.loader.num_workers == 0:
+            if states and states.get(None) is not None:
+                self.loader.dataset.load_state_dict(states[None])
+            self.worker_init.states = None
+        else:
+            self.worker_init.states = states
+        self._iterator = iter(self.loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        while True:
+            if self._iterator is None:
+                self._start_epoch()
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+                if self.batches_in_epoch == 0:
+                    raise RuntimeError(
+                        f"the {self.name} stream of this process gave no full batch of {self.batch_size} in epoch "
+                        f"{self.epoch}: lower the {self.name} batch size or use more data (each process reads "
+                        "its own shards)"
+                    ) from None
+                self.epoch += 1
+                self.batches_in_epoch = 0
+                self.worker_states = {}
+                continue
+            worker, state = batch.pop(STATE_KEY)
+            self.worker_states[worker] = state
+            self.batches_in_epoch += 1
+            return batch
+
+    def state_dict(self) -> dict:
+        """`{"epoch", "batches_in_epoch", "workers": [[worker id or None, dataset state], ...]}` (JSON-able)."""
+        return {
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "workers": [[worker, state] for worker, state in self.worker_states.items()],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue after the last batch consumed when `state` was taken (takes effect at the next batch)."""
+        self.epoch = int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.worker_states = {worker: s for worker, s in state["workers"]}
+        self._resume_states = dict(self.worker_states) if self.worker_states else None
+        self._iterator = None
+
+
+def build_level_stream(level: str, data_path, processor, data_args, seed: int, max_length: int, accelerator,
+                       batch_size: int) -> LevelStream:
+    """The prepared, resumable stream of one level (`"clip"` -> OphVL `clips`, `"video"` -> `videos`)."""
+    from datasets_ophvl import OphVLCollator, load_ophvl
+
+    dataset = load_ophvl(data_path, TEXT_LEVELS[level], processor=processor, num_frames=data_args.num_frames,
+                         shuffle_buffer=data_args.shuffle_buffer, seed=seed, decoder=data_args.decoder,
+                         cache_dir=data_args.cache_dir)
+    collator = SnapshotCollator(OphVLCollator(processor, max_length=max_length))
+    worker_init = WorkerStateLoader()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, drop_last=True,
+                        num_workers=data_args.dataloader_num_workers, worker_init_fn=worker_init,
+                        # a private generator: creating an iterator must not draw from the global RNG
+                        generator=torch.Generator().manual_seed(seed))
+    loader = accelerator.prepare(loader)
+    collator.dataset = loader.dataset
+    return LevelStream(level, loader, collator, worker_init, batch_size)
+
+
+def split_batch(batch: dict, parts: int) -> list[dict]:
+    """Split a collated batch into `parts` equal micro-batches (texts stay padded to the batch's longest)."""
+    if parts == 1:
+        return [batch]
+    chunks = {key: value.chunk(parts) if isinstance(value, torch.Tensor) else None for key, value in batch.items()}
+    return [{key: value[i] for key, value in chunks.items() if value is not None} for i in range(parts)]
+
+
+# -- silent videos, by row ------------------------------------------------------------------------------------------
+
+
+SILENT_COLUMNS = ("video_id", "title", "duration", "shard", "offset", "size")
+
+
+def _shard_urls(data_path: str, subset: str = "silent") -> list[str]:
+    from datasets.utils.file_utils import xglob, xjoin
+
+    from datasets_ophvl.format import shard_glob
+
+    pattern = xjoin(data_path, *shard_glob(subset).split("/"))
+    urls = sorted(xglob(pattern))
+    if not urls:
+        raise FileNotFoundError(f"no OphVL silent shards match {pattern}")
+    return urls
+
+
+def _relative(url: str, data_path: str) -> str:
+    prefix = data_path.rstrip("/") + "/"
+    return url[len(prefix):] if url.startswith(prefix) else url
+
+
+def scan_silent_videos(data_path: str) -> dict[str, list]:
+    """List the silent videos of OphVL at `data_path` with the byte range of each mp4 in its shard.
+
+    Only tar headers and json members are read (a local shard is seeked through; a remote one is read through fsspec).
+    Bad samples (malformed or invalid json, no or empty mp4, duplicate ids) are skipped and counted in
+    `datasets_ophvl.skip_counts` like the builder does.
+
+    Returns:
+        Columns `video_id`, `title`, `duration`, `shard` (relative to `data_path` when under it), `offset`, `size`,
+        in shard order then tar order (the same on every process).
+    """
+    from datasets.utils.file_utils import xopen
+
+    from datasets_ophvl import skip_counts
+    from datasets_ophvl.format import validate_record
+
+    columns = {name: [] for name in SILENT_COLUMNS}
+    seen = set()
+    for url in _shard_urls(data_path):
+        source = f"silent/{url.rsplit('/', 1)[-1]}"
+        samples: dict[str, dict] = {}
+        order: list[str] = []
+        try:
+            with xopen(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+                for member in tar:
+                    if not member.isreg():
+                        continue
+                    name = member.name[2:] if member.name.startswith("./") else member.name
+                    key, dot, ext = name.partition(".")
+                    if not dot or "/" in name or not key:
+                        skip_counts.add("bad_member_name", f"member {member.name!r}", source=source)
+                        continue
+                    if key not in samples:
+                        samples[key] = {}
+                        order.append(key)
+                    if ext == "json":
+                        samples[key]["json"] = tar.extractfile(member).read() if member.size < (1 << 20) else b""
+                    elif ext == "mp4":
+                        samples[key]["mp4"] = (member.offset_data, member.size)
+        except (tarfile.TarError, EOFError) as error:
+            skip_counts.add("unreadable_shard", f"{type(error).__name__}: {error}", source=source)
+        for key in order:
+            parts = samples[key]
+            if "mp4" not in parts or parts["mp4"][1] == 0:
+                skip_counts.add("missing_mp4" if "mp4" not in parts else "empty_video", key=key, source=source)
+                continue
+            try:
+                record = json.loads(parts.get("json", b"").decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as error:
+                skip_counts.add("malformed_json", str(error), key=key, source=source)
+                continue
+            problem = validate_record("silent", record)
+            if problem or record["video_id"] in seen:
+                skip_counts.add("invalid_record", problem or f"duplicate video_id {record['video_id']!r}",
+                                key=key, source=source)
+                continue
+            seen.add(record["video_id"])
+            columns["video_id"].append(record["video_id"])
+            columns["title"].append(record.get("title"))
+            columns["duration"].append(float(record["duration"]))
+            columns["shard"].append(_relative(url, data_path))
+            columns["offset"].append(int(parts["mp4"][0]))
+            columns["size"].append(int(parts["mp4"][1]))
+    if not columns["video_id"]:
+        raise ValueError(f"no usable silent video under {data_path}")
+    return columns
+
+
+class SilentVideoDataset(torch.utils.data.Dataset):
+    """Decoded, sampled frames of chosen silent videos (map-style; item `i` is bank row `rows[i]`).
+
+    Args:
+        data_path: the OphVL root the `shard` column is relative to.
+        table: the bank's metadata columns (`shard`, `offset`, `size`), e.g. `bank.dataset.to_dict()`.
+        rows: the bank rows to read.
+        video_processor: an `OphCLIPVideoProcessor` (frame sampling).
+        num_frames: frames per video.
+        decoder: `"decord"` or `"pyav"`.
+    """
+
+    def __init__(self, data_path: str, table: dict, rows, video_processor, num_frames: int, decoder: str = "decord"):
+        self.data_path = data_path
+        self.shards = [table["shard"][r] for r in rows]
+        self.offsets = [table["offset"][r] for r in rows]
+        self.sizes = [table["size"][r] for r in rows]
+        self.rows = [int(r) for r in rows]
+        self.video_processor = video_processor
+        self.num_frames = num_frames
+        self.decoder = decoder
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _url(self, shard: str) -> str:
+        if "://" in shard or os.path.isabs(shard):
+            return shard
+        from datasets.utils.file_utils import xjoin
+
+        return xjoin(self.data_path, *shard.split("/"))
+
+    def _read(self, i: int) -> bytes:
+        from datasets.utils.file_utils import xopen
+
+        with xopen(self._url(self.shards[i]), "rb") as f:
+            f.seek(self.offsets[i])
+            return f.read(self.sizes[i])
+
+    def __getitem__(self, i: int) -> dict:
+        from datasets_ophvl import VideoDecodeError, decode_sampled_frames, skip_counts
+
+        try:
+            frames, _, _ = decode_sampled_frames(self._read(i), self.video_processor, self.num_frames,
+                                                 decoder=self.decoder)
+        except (VideoDecodeError, OSError) as error:
+            reason = getattr(error, "reason", "undecodable_video")
+            skip_counts.add(reason, str(error), key=f"bank row {self.rows[i]}", source=self.shards[i])
+            frames = None
+        return {"row": self.rows[i], "frames": frames}
+
+
+class SilentCollator:
+    """Collate `SilentVideoDataset` items: `pixel_values_videos`, `frame_mask`, `rows` (decoded) and `failed` rows."""
+
+    def __init__(self, video_processor):
+        self.video_processor = video_processor
+
+    def __call__(self, items: list[dict]) -> dict:
+        good = [item for item in items if item["frames"] is not None]
+        batch = {"rows": [item["row"] for item in good], "failed": [item["row"] for item in items if item["frames"] is None]}
+        if good:
+            batch.update(self.video_processor([item["frames"] for item in good], return_tensors="pt"))
+        return batch
+
+
+def silent_loader(data_path: str, table: dict, rows, processor, data_args) -> DataLoader:
+    """A plain (not prepared) DataLoader over `rows` of the bank: the rows are already this process's share."""
+    video_processor = processor.video_processor
+    dataset = SilentVideoDataset(data_path, table, rows, video_processor, data_args.num_frames, data_args.decoder)
+    return DataLoader(dataset, batch_size=data_args.bank_batch_size, shuffle=False,
+                      num_workers=min(data_args.dataloader_num_workers, max(1, len(rows))) if len(rows) else 0,
+                      collate_fn=SilentCollator(video_processor))
+
+
+__all__ = [
+    "LevelStream",
+    "STATE_KEY",
+    "SilentCollator",
+    "SilentVideoDataset",
+    "SnapshotCollator",
+    "WorkerStateLoader",
+    "build_level_stream",
+    "scan_silent_videos",
+    "silent_loader",
+    "split_batch",
+]

@@ -1,0 +1,567 @@
+r"""The OphCLIP pretraining loop on Accelerate.
+
+One optimiser step trains one level, in the order of the schedule (`--schedule "clip:3,video:1"`):
+
+- **clip step**: a batch of narrated clips per process; `clip_level_loss` (symmetric InfoNCE over the global batch:
+  embeddings are gathered across processes with their gradients), plus `simsiam_weight · simsiam_loss` on two
+  augmented views of every clip when SimSiam is on;
+- **video step**: a batch of whole videos with their title summaries; `video_level_loss`, whose retrieval term uses
+  the top-K silent videos that each title-summary embedding retrieves from the memory bank.
+
+The contrastive batch stays whole under `--gradient_accumulation_steps`: `objectives.CachedFeatureAccumulator`
+embeds all micro-batches without gradients, then re-embeds one micro-batch at a time with gradients against the
+cached rest (open_clip's `accum_freq`). DDP only synchronises in the last backward.
+
+The memory bank (`datasets_ophvl.SilentVideoBank`, exact inner-product faiss index) holds one L2-normalised
+video embedding per silent video. It is built before the first step by encoding every silent video (each process
+encodes its share of the rows, `objectives.refresh_bank` gathers them and applies the same update everywhere), and
+re-encoded with the current model as `--bank_refresh_rows_per_step` / `--bank_full_refresh_every` say. Bank encoding
+runs in eval mode (BatchNorm running statistics, broadcast from the main process first), so every process computes
+the same embeddings a single process would.
+
+**Determinism and resumption.** The global RNG is re-seeded at every step from (seed, step, process), the SimSiam
+views come from a generator seeded the same way, the data streams know their exact position, and a checkpoint holds
+the model, optimiser, scheduler, data positions, counters and bank. A run that is interrupted and resumed therefore
+ends with the same weights as an uninterrupted one (with `--dataloader_num_workers 0` and `--shuffle_buffer 0`; see
+`DataArguments`).
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from .config import PretrainConfig, save_config
+from .data import build_level_stream, scan_silent_videos, silent_loader, split_batch
+from .modeling import (
+    OphCLIPPretrainingModule,
+    VideoAugment,
+    build_model_and_processor,
+    clamp_logit_scale,
+    max_text_length,
+    parameter_groups,
+)
+
+
+logger = logging.getLogger("ophclip_train")
+
+FINAL_DIR = "final"
+LOGS_DIR = "logs"
+PRETRAIN_CONFIG_FILE = "pretraining_config.json"
+
+
+def state_dict_hash(module: torch.nn.Module) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a module's state dict (parameters and buffers)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
+    return (((seed * 1_000_003 + step) * 1_009 + rank) * 7 + stream) % (2**63 - 1)
+
+
+class Pretrainer:
+    """Runs one pretraining job described by a [`PretrainConfig`] (see `train_accelerate.py --help`).
+
+    ```python
+    >>> from ophclip_train.config import parse_config
+    >>> from ophclip_train.trainer import Pretrainer
+    >>> Pretrainer(parse_config(["--config", "configs/pretrain_mini.yaml", "--max_steps", "20"])).train()
+    ```
+    """
+
+    def __init__(self, config: PretrainConfig):
+        self.config = config
+        self.output_dir = Path(config.training.output_dir)
+
+    # -- setup ----------------------------------------------------------------------------------------------------
+
+    def _setup_accelerator(self):
+        from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+        from accelerate.utils import ProjectConfiguration
+
+        from .tracking import make_trackers
+
+        t, o = self.config.training, self.config.objectives
+        self.run_name = t.run_name or "pretrain"
+        logging_dir = self.output_dir / LOGS_DIR
+        # Without an accelerator, `cpu=True` is what makes a multi-process launch run DDP on CPU (gloo); with
+        # cpu=False each launched process would train alone.
+        has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+        self.accelerator = Accelerator(
+            cpu=t.cpu or not has_accelerator,
+            mixed_precision=t.mixed_precision,
+            dataloader_config=DataLoaderConfiguration(dispatch_batches=False),
+            log_with=make_trackers(t.trackers(), self.run_name, logging_dir),
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(logging_dir)),
+            # The SimSiam predictor only takes part in clip steps.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=o.simsiam_weight > 0)],
+        )
+        # Our progress lines on the main process; libraries (accelerate's per-file checkpoint lines, the builder's
+        # per-shard lines) only when something is wrong.
+        if not logging.getLogger().handlers:  # leave an application's (or pytest's) logging setup alone
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+        logger.setLevel(logging.INFO if self.accelerator.is_local_main_process else logging.WARNING)
+        import datasets
+        import transformers
+
+        if not self.accelerator.is_local_main_process:
+            datasets.utils.logging.set_verbosity_error()
+            transformers.utils.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+
+    def _setup_model(self):
+        from accelerate.utils import set_seed
+        from transformers import get_cosine_schedule_with_warmup
+
+        from .objectives import SimSiamHead
+
+        c, t = self.config, self.config.training
+        set_seed(t.seed)  # the same initial weights on every process
+        model, self.processor = build_model_and_processor(c.model, c.data)
+        self.max_length = max_text_length(self.processor, model, c.model.max_text_length)
+        head = None
+        if c.objectives.simsiam_weight > 0:
+            head = SimSiamHead(model.config.projection_dim, c.objectives.simsiam_hidden_dim)
+        module = OphCLIPPretrainingModule(model, head)
+        self.augment = VideoAugment(self.processor.video_processor.image_mean, self.processor.video_processor.image_std,
+                                    c.objectives.augment_crop_scale, c.objectives.augment_color_jitter)
+        if t.debug_dir and self.accelerator.is_main_process:
+            model.save_pretrained(Path(t.debug_dir) / "initial_model")
+            self.processor.save_pretrained(Path(t.debug_dir) / "initial_model")
+        optimizer = torch.optim.AdamW(parameter_groups(module, t.weight_decay), lr=t.learning_rate,
+                                      betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
+        # Not prepared: accelerate would step it once per process per step; it is saved through
+        # register_for_checkpointing instead.
+        self.scheduler = get_cosine_schedule_with_warmup(optimizer, c.warmup_steps, t.max_steps)
+        self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.unwrapped = self.accelerator.unwrap_model(self.module)
+
+    def _setup_data(self):
+        from datasets_ophvl.streaming import resolve_path
+
+        c = self.config
+        self.data_path = resolve_path(c.data.data_path)
+        self.pattern = c.objectives.pattern()
+        sizes = {"clip": c.data.clip_batch_size, "video": c.data.video_batch_size}
+        self.streams = {}
+        for level in ("clip", "video"):
+            if level in self.pattern:
+                self.streams[level] = build_level_stream(level, self.data_path, self.processor, c.data, c.training.seed,
+                                                         self.max_length, self.accelerator, sizes[level])
+        self.use_bank = c.objectives.retrieval and "video" in self.pattern
+
+    # -- the memory bank ------------------------------------------------------------------------------------------
+
+    def _sync_buffers(self):
+        """Give every process the main process's buffers (BatchNorm running statistics): DDP broadcasts them at
+        each forward anyway, so they are what the model is; done before bank encoding and saving."""
+        if self.accelerator.num_processes > 1:
+            import torch.distributed as dist
+
+            for buffer in self.unwrapped.buffers():
+                dist.broadcast(buffer.data, src=0)
+
+    @torch.no_grad()
+    def _encode_rows(self, rows):
+        """`objectives.refresh_bank`'s `encode_fn`: this process's share of bank rows -> normalised embeddings."""
+        device = self.accelerator.device
+        out = self.bank.embeddings[torch.as_tensor(rows, dtype=torch.long)].clone()  # kept where decoding fails
+        position = {int(r): i for i, r in enumerate(rows)}
+        loader = silent_loader(self.data_path, self._bank_table, rows, self.processor, self.config.data)
+        model = self.unwrapped.model
+        for batch in loader:
+            self._failed_rows.update(batch["failed"])
+            if not batch["rows"]:
+                continue
+            with self.accelerator.autocast():
+                embeds = model.get_video_features(batch["pixel_values_videos"].to(device),
+                                                  frame_mask=batch["frame_mask"].to(device)).pooler_output
+            embeds = F.normalize(embeds.float(), dim=-1).cpu()
+            out[[position[r] for r in batch["rows"]]] = embeds
+        return out
+
+    def _refresh(self, rows) -> int:
+        from .objectives import refresh_bank
+
+        self._sync_buffers()
+        self.unwrapped.eval()
+        try:
+            return refresh_bank(self.bank, self._encode_rows, rows, self.accelerator.process_index,
+                                self.accelerator.num_processes, gather_fn=self.accelerator.gather)
+        finally:
+            self.unwrapped.train()
+
+    def _set_bank(self, bank):
+        self.bank = bank
+        self._bank_table = bank.dataset.select_columns(["shard", "offset", "size"]).to_dict()
+
+    def _build_bank(self):
+        """Index the silent videos and encode all of them (every process its share)."""
+        from accelerate.utils import gather_object
+        from datasets import Dataset
+
+        from datasets_ophvl import SilentVideoBank
+
+        started = time.perf_counter()
+        table = scan_silent_videos(self.data_path)
+        n = len(table["video_id"])
+        dim = self.unwrapped.model.config.projection_dim
+        # Placeholder vectors, the same on every process; every row is re-encoded right away.
+        initial = torch.randn(n, dim, generator=torch.Generator().manual_seed(self.config.training.seed))
+        self._set_bank(SilentVideoBank(Dataset.from_dict(table), initial))
+        self._failed_rows = set()
+        self._refresh(torch.arange(n))
+        failed = sorted(set(gather_object(sorted(self._failed_rows))))
+        if failed:
+            keep = [row for row in range(n) if row not in set(failed)]
+            logger.warning(f"memory bank: {len(failed)} silent videos could not be decoded and were left out")
+            if not keep:
+                raise ValueError("no silent video of the bank could be decoded")
+            self._set_bank(SilentVideoBank(self.bank.dataset.select(keep), self.bank.embeddings[keep].clone()))
+        self._check_bank()
+        logger.info(f"memory bank: {len(self.bank)} silent videos encoded in {time.perf_counter() - started:.1f}s")
+
+    def _check_bank(self):
+        k = self.config.objectives.retrieval_k
+        if k > len(self.bank):
+            raise ValueError(f"--retrieval_k {k} is larger than the memory bank ({len(self.bank)} silent videos)")
+
+    def _refresh_after_step(self, steps_done: int) -> int:
+        o = self.config.objectives
+        if not self.use_bank:
+            return 0
+        if o.bank_full_refresh_every and steps_done % o.bank_full_refresh_every == 0:
+            return self._refresh(torch.arange(len(self.bank)))
+        if o.bank_refresh_rows_per_step:
+            rows = self.bank.rows_for_refresh(self.refresh_count, o.bank_refresh_rows_per_step)
+            self.refresh_count += 1
+            return self._refresh(rows)
+        return 0
+
+    # -- one step -------------------------------------------------------------------------------------------------
+
+    def _clip_fns(self, step: int, micro_batches: list[dict]):
+        from .objectives import clip_level_loss, simsiam_loss
+
+        o = self.config.objectives
+        simsiam = o.simsiam_weight > 0
+        if simsiam:
+            generator = torch.Generator().manual_seed(_step_seed(self.config.training.seed, step,
+                                                                 self.accelerator.process_index, stream=1))
+            for micro in micro_batches:
+                pixels = micro["pixel_values_videos"]
+                micro["views"] = (self.augment(pixels, generator), self.augment(pixels, generator))
+
+        def embed_fn(micro):
+            out = self.module(input_ids=micro["input_ids"], attention_mask=micro.get("attention_mask"),
+                              token_type_ids=micro.get("token_type_ids"),
+                              pixel_values_videos=micro["pixel_values_videos"], frame_mask=micro.get("frame_mask"),
+                              views=micro.get("views"))
+            video = out["video_embeds"]
+            if simsiam:
+                # The accumulator caches one (text, video) pair per micro-batch: the SimSiam outputs travel as
+                # extra columns of the video features and are split off again in loss_fn.
+                video = torch.cat([video, out["p1"], out["z1"], out["p2"], out["z2"]], dim=-1)
+            return out["text_embeds"], video
+
+        def loss_fn(text, video):
+            dim = text.shape[-1]
+            losses = clip_level_loss(text, video[:, :dim], self.unwrapped.model.logit_scale)
+            if simsiam:
+                p1, z1, p2, z2 = video[:, dim:].split(dim, dim=-1)
+                losses["simsiam_loss"] = simsiam_loss(p1, z1, p2, z2)
+                losses["loss"] = losses["clip_contrastive_loss"] + o.simsiam_weight * losses["simsiam_loss"]
+            return losses
+
+        return embed_fn, loss_fn
+
+    def _video_fns(self):
+        from .objectives import make_video_level_loss_fn
+
+        o = self.config.objectives
+
+        def embed_fn(micro):
+            out = self.module(input_ids=micro["input_ids"], attention_mask=micro.get("attention_mask"),
+                              token_type_ids=micro.get("token_type_ids"),
+                              pixel_values_videos=micro["pixel_values_videos"], frame_mask=micro.get("frame_mask"))
+            return out["text_embeds"], out["video_embeds"]
+
+        loss_fn = make_video_level_loss_fn(self.unwrapped.model.logit_scale, bank=self.bank if self.use_bank else None,
+                                           k=o.retrieval_k, retrieval_weight=o.retrieval_weight)
+        return embed_fn, loss_fn
+
+    def training_step(self, step: int) -> tuple[str, dict, int]:
+        """Train step `step` (0-based); returns `(level, detached local losses, per-process batch size)`."""
+        from .objectives import CachedFeatureAccumulator
+
+        t = self.config.training
+        level = self.pattern[step % len(self.pattern)]
+        torch.manual_seed(_step_seed(t.seed, step, self.accelerator.process_index))  # dropout, accumulation seeds
+        batch = next(self.streams[level])
+        micro_batches = split_batch(batch, t.gradient_accumulation_steps)
+        embed_fn, loss_fn = self._clip_fns(step, micro_batches) if level == "clip" else self._video_fns()
+        captured = []
+        if t.debug_dir and not self._dumped_first_step:
+            inner = embed_fn
+
+            def embed_fn(micro):
+                text, video = inner(micro)
+                if len(captured) < len(micro_batches):
+                    captured.append((text.detach().cpu(), video.detach().cpu()))
+                return text, video
+
+        self.module.train()
+        losses = CachedFeatureAccumulator().accumulate_step(
+            micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
+            no_sync=lambda: self.accelerator.no_sync(self.module))
+        if t.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.module.parameters(), t.max_grad_norm)
+        self.optimizer.step()
+        self.last_lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        clamp_logit_scale(self.unwrapped.model)
+        if captured:
+            self._dump_first_step(step, level, batch, captured, losses)
+        return level, losses, len(batch["input_ids"])
+
+    # -- debugging artefacts --------------------------------------------------------------------------------------
+
+    def _dump_first_step(self, step, level, batch, captured, losses):
+        folder = Path(self.config.training.debug_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        dim = captured[0][0].shape[-1]
+        torch.save({
+            "step": step,
+            "level": level,
+            "rank": self.accelerator.process_index,
+            "world_size": self.accelerator.num_processes,
+            "inputs": {k: v.detach().cpu() for k, v in batch.items() if isinstance(v, torch.Tensor)},
+            "text_embeds": torch.cat([c[0] for c in captured]),
+            "video_embeds": torch.cat([c[1][:, :dim] for c in captured]),
+            "losses": {k: float(v) for k, v in losses.items()},
+            "logit_scale": float(self.unwrapped.model.logit_scale.detach()),
+        }, folder / f"rank{self.accelerator.process_index}_first_step.pt")
+        self._dumped_first_step = True
+
+    def _dump_final(self, step: int):
+        folder = Path(self.config.training.debug_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"rank": self.accelerator.process_index, "step": step, "state_dict_sha256": state_dict_hash(self.unwrapped),
+                  "bank_sha256": hashlib.sha256(self.bank.embeddings.numpy().tobytes()).hexdigest()
+                  if self.use_bank else None}
+        (folder / f"rank{self.accelerator.process_index}_final.json").write_text(json.dumps(record, indent=2) + "\n")
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+
+    def _trainer_state(self, step: int) -> dict:
+        return {"global_step": step, "schedule": self.pattern, "schedule_position": step % len(self.pattern),
+                "refresh_count": self.refresh_count, "world_size": self.accelerator.num_processes,
+                "seed": self.config.training.seed, "max_steps": self.config.training.max_steps}
+
+    def _save(self, step: int):
+        self._sync_buffers()
+        data_state = {level: stream.state_dict() for level, stream in self.streams.items()}
+        path = ckpt.save_checkpoint(self.accelerator, self.output_dir, step, self._trainer_state(step), data_state,
+                                    self.bank if self.use_bank else None, self.config.training.save_total_limit)
+        logger.info(f"saved checkpoint {path}")
+
+    def _resume(self, path) -> int:
+        from datasets_ophvl import SilentVideoBank
+
+        trainer_state, data_state, bank_dir = ckpt.load_checkpoint(self.accelerator, path)
+        step = int(trainer_state["global_step"])
+        if trainer_state.get("schedule") != self.pattern:
+            logger.warning(f"the checkpoint's schedule {trainer_state.get('schedule')} differs from this run's "
+                           f"{self.pattern}")
+        self.refresh_count = int(trainer_state.get("refresh_count", 0))
+        if data_state is None or trainer_state.get("world_size") != self.accelerator.num_processes:
+            logger.warning("the checkpoint was written by a different number of processes: the data streams start "
+                           "their next epoch instead of resuming mid-epoch")
+            for level, stream in self.streams.items():
+                epoch = (data_state or {}).get(level, {}).get("epoch", 0)
+                stream.load_state_dict({"epoch": epoch + 1, "batches_in_epoch": 0, "workers": []})
+        else:
+            for level, stream in self.streams.items():
+                if level in data_state:
+                    stream.load_state_dict(data_state[level])
+        if self.use_bank:
+            if bank_dir is None:
+                logger.warning("the checkpoint has no memory bank: building it")
+                self._build_bank()
+            else:
+                self._set_bank(SilentVideoBank.load(bank_dir))
+                self._check_bank()
+        logger.info(f"resumed from {path} at step {step}")
+        return step
+
+    # -- the run --------------------------------------------------------------------------------------------------
+
+    def _log_step(self, step, level, losses, batch_size, seconds, refreshed) -> dict:
+        world = self.accelerator.num_processes
+        metrics = {}
+        for name, value in sorted(losses.items()):
+            reduced = self.accelerator.reduce(value.detach().float().reshape(1).to(self.accelerator.device), "mean")
+            metrics[f"{level}/{name}"] = float(reduced)
+        metrics["loss"] = metrics[f"{level}/loss"]
+        metrics["level"] = level
+        metrics["lr"] = self.last_lr
+        metrics["logit_scale"] = float(self.unwrapped.model.logit_scale.detach().exp())
+        samples = batch_size * world
+        metrics[f"{level}s_per_second"] = samples / max(seconds, 1e-9)
+        metrics["step_seconds"] = seconds
+        if self.use_bank:
+            metrics["bank/refreshed_rows"] = refreshed
+        return metrics
+
+    def setup(self) -> int:
+        """Build everything (accelerator, model, optimiser, streams, bank or checkpoint, trackers); returns the step
+        to start from."""
+        c, t = self.config, self.config.training
+        self._setup_accelerator()
+        accelerator = self.accelerator
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_tmp(self.output_dir)
+            save_config(c, self.output_dir / PRETRAIN_CONFIG_FILE)
+        accelerator.wait_for_everyone()
+        self._setup_model()
+        self._setup_data()
+        self.refresh_count = 0
+        self.bank = None
+        self._dumped_first_step = False
+        self._failed_rows = set()
+        self.evaluator = None
+        if t.eval_steps:
+            from .evaluation import ZeroShotEvaluator
+
+            self.evaluator = ZeroShotEvaluator(t.eval_benchmark, t.eval_data, t.eval_split, t.eval_fps)
+        start = 0
+        if t.resume:
+            start = self._resume(ckpt.resolve_resume(t.resume, self.output_dir))
+        elif self.use_bank:
+            self._build_bank()
+        accelerator.init_trackers(self.run_name, config=c.to_dict())
+        return start
+
+    def run_step(self, step: int) -> dict:
+        """One iteration of the loop: train step `step`, refresh the bank as the policy says, reduce and log the
+        metrics (returned)."""
+        t = self.config.training
+        began = time.perf_counter()
+        level, losses, batch_size = self.training_step(step)
+        refreshed = self._refresh_after_step(step + 1)
+        metrics = self._log_step(step, level, losses, batch_size, time.perf_counter() - began, refreshed)
+        if t.logging_steps and ((step + 1) % t.logging_steps == 0 or step + 1 == t.max_steps):
+            self.accelerator.log(metrics, step=step + 1)
+        return metrics
+
+    def train(self) -> dict:
+        """Run the job; returns a summary (`final_dir`, `global_step`, `last_metrics`)."""
+        from tqdm.auto import tqdm
+
+        t = self.config.training
+        start = self.setup()
+        progress = tqdm(total=t.max_steps, initial=start, desc="pretrain", dynamic_ncols=True,
+                        disable=not self.accelerator.is_local_main_process)
+        rates, last = {}, {}
+        for step in range(start, t.max_steps):
+            metrics = self.run_step(step)
+            level = metrics["level"]
+            rate = metrics[f"{level}s_per_second"]
+            rates[level] = rate if level not in rates else 0.9 * rates[level] + 0.1 * rate
+            progress.set_postfix({"level": level, "loss": f"{metrics['loss']:.4f}",
+                                  **{f"{name}s/s": f"{value:.1f}" for name, value in sorted(rates.items())}})
+            progress.update(1)
+            steps_done, last = step + 1, metrics
+            if self.evaluator is not None and (steps_done % t.eval_steps == 0 or steps_done == t.max_steps):
+                self._evaluate(self.evaluator, steps_done)
+            if t.save_steps and steps_done % t.save_steps == 0:
+                self._save(steps_done)
+            if t.debug_step_delay:
+                time.sleep(t.debug_step_delay)
+        progress.close()
+        final_dir = self._finish(max(start, t.max_steps))
+        return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last}
+
+    def _write_model_card(self, final_dir: Path) -> None:
+        """`README.md` of the final folder, from the run's own options (`model_cards.build_model_card`). Without
+        --push_to_hub a card that cannot be built is only a warning."""
+        t = self.config.training
+        try:
+            from model_cards import build_model_card
+
+            m = self.config.model
+            # Hub ids the weights started from (local folders are not metadata the Hub can link).
+            bases = [p for p in (m.model_name_or_path, m.vision_model_name_or_path, m.text_model_name_or_path)
+                     if p and not os.path.exists(p)]
+            card = build_model_card(final_dir, model_id=t.hub_model_id or str(final_dir),
+                                    training_args=self.config.to_dict(), base_model=bases or None)
+            card.save(final_dir / "README.md")
+        except Exception as error:
+            if t.push_to_hub:
+                raise
+            logger.warning(f"no model card written to {final_dir}: {type(error).__name__}: {error}")
+
+    def _evaluate(self, evaluator, step: int):
+        self._sync_buffers()
+        if self.accelerator.is_main_process:
+            try:
+                metrics = evaluator(self.unwrapped.model, self.processor, step)
+            finally:
+                self.unwrapped.train()
+            if metrics:
+                self.accelerator.log(metrics, step=step)
+                logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+        self.accelerator.wait_for_everyone()
+
+    def _finish(self, step: int) -> Path:
+        t = self.config.training
+        accelerator = self.accelerator
+        self._sync_buffers()
+        final_dir = self.output_dir / FINAL_DIR
+        if accelerator.is_main_process:
+            model = self.unwrapped.model
+            model.save_pretrained(final_dir)
+            self.processor.save_pretrained(final_dir)
+            save_config(self.config, final_dir / PRETRAIN_CONFIG_FILE)
+            self._write_model_card(final_dir)
+            logger.info(f"saved the final model, processor and model card to {final_dir}")
+        if t.debug_dir:
+            self._dump_final(step)
+        accelerator.wait_for_everyone()
+        if t.push_to_hub and accelerator.is_main_process:
+            push_folder(final_dir, t.hub_model_id, private=t.hub_private_repo, step=step)
+            logger.info(f"pushed {final_dir} to {t.hub_model_id}")
+        accelerator.end_training()
+        return final_dir
+
+
+def push_folder(folder, repo_id: str, private: bool = False, step: int | None = None, dry_run: bool = False):
+    """Publish the final folder (model, processor, remote code, model card) to a Hub model repository as one commit,
+    through `model_cards.publish_model` (which validates the folder first); returns its `PublishResult`."""
+    from model_cards import publish_model
+
+    message = "OphCLIP pretraining" + (f" (step {step})" if step is not None else "")
+    return publish_model(folder, repo_id, private=private, dry_run=dry_run, commit_message=message)
+
+
+def run(config: PretrainConfig) -> dict:
+    """Train as `config` says (what `train_accelerate.main` calls)."""
+    return Pretrainer(config).train()
+
+
+__all__ = ["FINAL_DIR", "Pretrainer", "push_folder", "run", "state_dict_hash"]

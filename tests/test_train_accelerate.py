@@ -1,0 +1,393 @@
+"""Tests of `train_accelerate.py`: OphCLIP pretraining with Accelerate on OphVL-mini (tiny), one and two processes.
+
+Every run uses the tiny ResNet + BERT config of `ophclip_testing`, 32-px frames, 2 frames per video and batches of
+4 clips / 2 videos per process, so a step takes a fraction of a second on two cores. Runs that must be killed or
+need two processes are subprocesses; the others run in-process through `train_accelerate.main`.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ophclip_testing import OphCLIPModelTester, tiny_tokenizer
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / "train_accelerate.py"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    from datasets_ophvl import generate_ophvl_mini
+
+    root = tmp_path_factory.mktemp("train")
+    generate_ophvl_mini(root / "ophvl", size="tiny", progress=False)
+    OphCLIPModelTester().get_config().to_json_file(root / "tiny_config.json")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    return root
+
+
+def base_args(assets, output_dir, *extra) -> list[str]:
+    return [
+        "--data_path", str(assets / "ophvl"),
+        "--model_config", str(assets / "tiny_config.json"),
+        "--tokenizer_name_or_path", str(assets / "tokenizer"),
+        "--image_size", "32", "--num_frames", "2",
+        "--clip_batch_size", "4", "--video_batch_size", "2", "--bank_batch_size", "4",
+        "--schedule", "cv", "--retrieval_k", "2", "--bank_refresh_rows_per_step", "2",
+        "--learning_rate", "1e-3", "--warmup_steps", "1", "--seed", "0",
+        "--logging_steps", "1", "--save_steps", "0", "--report_to", "jsonl",
+        "--output_dir", str(output_dir),
+        *extra,
+    ]
+
+
+def train_in_process(args) -> dict:
+    """`train_accelerate.main(args)` in this process, leaving accelerate's process-wide state as it found it."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    import train_accelerate
+
+    try:
+        return train_accelerate.main(args)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    return env
+
+
+def train_subprocess(args, timeout=240):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def metrics_of(output_dir) -> list[dict]:
+    from ophclip_train.tracking import read_metrics
+
+    return read_metrics(Path(output_dir) / "logs" / "pretrain" / "metrics.jsonl")
+
+
+def weights(folder) -> dict:
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+
+
+def test_schedule_parsing():
+    from ophclip_train.config import parse_schedule
+
+    assert parse_schedule("clip:3,video:1") == ["clip"] * 3 + ["video"]
+    assert parse_schedule("cccv") == ["clip"] * 3 + ["video"]
+    assert parse_schedule("video:1, clip:2") == ["video", "clip", "clip"]
+    assert parse_schedule("clip") == ["clip"]
+    for bad in ("", "cxv", "clip:x", "audio:1", "clip:0"):
+        with pytest.raises(ValueError):
+            parse_schedule(bad)
+
+
+def test_yaml_config_and_command_line_overrides(tmp_path):
+    from ophclip_train.config import parse_config
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("data_path: somewhere\nmodel_config: tiny\nmax_steps: 7\nretrieval: false\n"
+                           "clip_batch_size: 6\n")
+    config = parse_config(["--config", str(config_file), "--max_steps", "9", "--gradient_accumulation_steps", "2"])
+    assert config.training.max_steps == 9  # the command line wins
+    assert config.objectives.retrieval is False and config.data.clip_batch_size == 6  # the file's values
+    assert config.data.video_batch_size == 8  # a default
+    assert config.to_dict()["max_steps"] == 9
+
+    config_file.write_text("data_path: somewhere\nmodel_config: tiny\nclip_batchsize: 6\n")
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_config(["--config", str(config_file)])
+    with pytest.raises(ValueError, match="divisible"):
+        parse_config(["--data_path", "x", "--model_config", "tiny", "--clip_batch_size", "5",
+                      "--gradient_accumulation_steps", "2"])
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        parse_config(["--data_path", "x"])
+
+
+def test_example_config_parses():
+    from ophclip_train.config import parse_config
+
+    config = parse_config(["--config", str(REPO_ROOT / "configs" / "pretrain_mini.yaml")])
+    assert config.data.data_path and config.training.max_steps > 0
+    assert config.objectives.pattern()
+
+
+def test_weight_decay_groups():
+    from modeling_ophclip import OphCLIPModel
+    from ophclip_train.modeling import OphCLIPPretrainingModule, parameter_groups
+    from ophclip_train.objectives import SimSiamHead
+
+    config = OphCLIPModelTester().get_config(learnable_logit_scale=True)
+    module = OphCLIPPretrainingModule(OphCLIPModel(config), SimSiamHead(config.projection_dim, 8))
+    decay, no_decay = parameter_groups(module, 0.1)
+    names = {id(p): n for n, p in module.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert no_decay["weight_decay"] == 0.0
+    assert "model.logit_scale" not in decayed
+    assert not any("bias" in n or "LayerNorm" in n or "normalization" in n for n in decayed)
+    assert "model.visual_projection.weight" in decayed
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(module.parameters()))
+
+
+def test_model_from_pretrained_towers_and_from_a_checkpoint(tmp_path):
+    """`--vision_model_name_or_path` / `--text_model_name_or_path` load the towers' weights into a new model;
+    `--model_name_or_path` continues from an OphCLIP checkpoint with its processor."""
+    from transformers import BertModel, ResNetModel
+
+    from ophclip_train.config import DataArguments, ModelArguments
+    from ophclip_train.modeling import build_model_and_processor
+
+    tester = OphCLIPModelTester()
+    vision, text = ResNetModel(tester.vision_config()), BertModel(tester.text_config(), add_pooling_layer=False)
+    vision.save_pretrained(tmp_path / "vision")
+    text.save_pretrained(tmp_path / "text")
+    tiny_tokenizer().save_pretrained(tmp_path / "text")
+    model, processor = build_model_and_processor(
+        ModelArguments(model_config="tiny", vision_model_name_or_path=str(tmp_path / "vision"),
+                       text_model_name_or_path=str(tmp_path / "text"), projection_dim=16, image_size=32),
+        DataArguments(num_frames=3))
+    assert_same_tensors(model.vision_model.state_dict(), vision.state_dict())
+    assert_same_tensors(model.text_model.state_dict(), text.state_dict())
+    assert model.config.projection_dim == 16 and model.config.use_text_projection  # BERT width 32 != 16
+    assert processor.tokenizer.vocab_size == len(tiny_tokenizer())
+    assert processor.video_processor.num_frames == 3 and processor.video_processor.crop_size["height"] == 32
+
+    model.save_pretrained(tmp_path / "checkpoint")
+    processor.save_pretrained(tmp_path / "checkpoint")
+    again, processor2 = build_model_and_processor(
+        ModelArguments(model_name_or_path=str(tmp_path / "checkpoint"), learnable_logit_scale=True),
+        DataArguments(num_frames=2))
+    assert_same_tensors(again.state_dict(), model.state_dict())
+    assert isinstance(again.logit_scale, torch.nn.Parameter) and again.config.learnable_logit_scale
+    assert processor2.video_processor.num_frames == 2 and processor2.video_processor.crop_size["height"] == 32
+
+
+def test_video_augment_is_seeded_and_keeps_shape():
+    from ophclip_train.modeling import VideoAugment
+
+    augment = VideoAugment([0.5] * 3, [0.25] * 3, crop_scale=0.5, color_jitter=0.4)
+    videos = torch.randn(2, 3, 3, 16, 16)
+    first = augment(videos, torch.Generator().manual_seed(1))
+    again = augment(videos, torch.Generator().manual_seed(1))
+    other = augment(videos, torch.Generator().manual_seed(2))
+    assert first.shape == videos.shape and torch.equal(first, again) and not torch.equal(first, other)
+
+
+# -- training runs --------------------------------------------------------------------------------------------------
+
+
+def test_end_to_end_single_process(assets, tmp_path):
+    """Both levels, retrieval and bank refresh, periodic zero-shot evaluation; `final/` loads as remote code."""
+    from transformers import AutoModel, AutoProcessor
+
+    out = tmp_path / "run"
+    summary = train_in_process(base_args(assets, out, "--max_steps", "4", "--eval_steps", "4",
+                                         "--eval_data", str(assets / "ophvl" / "benchmark")))
+    assert summary["global_step"] == 4
+    records = metrics_of(out)
+    steps = [r for r in records if "level" in r]
+    assert [r["level"] for r in steps] == ["clip", "video", "clip", "video"]
+    clip, video = steps[0], steps[1]
+    for record, keys in ((clip, ["clip/clip_contrastive_loss", "clip/loss", "clips_per_second"]),
+                         (video, ["video/video_contrastive_loss", "video/retrieval_loss", "video/loss",
+                                  "videos_per_second"])):
+        for key in keys:
+            assert key in record and math.isfinite(record[key]), (key, record)
+        assert record["bank/refreshed_rows"] == 2
+    assert video["video/loss"] == pytest.approx(video["video/video_contrastive_loss"]
+                                                + 0.5 * video["video/retrieval_loss"], rel=1e-5)
+    from ophclip_train.evaluation import protocols_available
+
+    if protocols_available():
+        assert any("eval/accuracy" in r for r in records), records[-1]
+
+    final = out / "final"
+    for name in ("config.json", "model.safetensors", "modeling_ophclip.py", "processor_config.json"):
+        assert (final / name).is_file(), name
+    model = AutoModel.from_pretrained(final, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(final, trust_remote_code=True)
+    assert type(model).__name__ == "OphCLIPModel"
+    assert processor.video_processor.num_frames == 2 and processor.video_processor.crop_size["height"] == 32
+    reloaded = model.state_dict()
+    assert_same_tensors({k: v for k, v in weights(final).items()}, {k: reloaded[k] for k in weights(final)})
+    assert json.loads((out / "pretraining_config.json").read_text())["max_steps"] == 4
+
+
+def without(args: list[str], *options: str) -> list[str]:
+    """`args` less the given options and their values."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
+def test_retrieval_ablation_from_a_checkpoint(assets, tmp_path):
+    """`--retrieval false` (no bank, no retrieval term), continuing from an OphCLIP checkpoint and its processor."""
+    from modeling_ophclip import OphCLIPModel
+
+    from ophclip_testing import tiny_processor
+
+    OphCLIPModel(OphCLIPModelTester().get_config()).save_pretrained(tmp_path / "checkpoint")
+    tiny_processor(size=32).save_pretrained(tmp_path / "checkpoint")
+    out = tmp_path / "run"
+    args = without(base_args(assets, out, "--max_steps", "2", "--retrieval", "false", "--save_steps", "2"),
+                   "--model_config", "--tokenizer_name_or_path", "--image_size")
+    train_in_process(["--model_name_or_path", str(tmp_path / "checkpoint"), *args])
+    video = [r for r in metrics_of(out) if r.get("level") == "video"]
+    assert video and "video/retrieval_loss" not in video[0] and "bank/refreshed_rows" not in video[0]
+    assert video[0]["video/loss"] == video[0]["video/video_contrastive_loss"]
+    checkpoint = out / "checkpoints" / "step-2"
+    assert checkpoint.is_dir() and not (checkpoint / "bank").exists()
+
+
+def test_accumulation_simsiam_bf16_checkpointing(assets, tmp_path):
+    """Feature-cached gradient accumulation with the SimSiam term, a learnable temperature, bf16 autocast and
+    activation checkpointing in one short run."""
+    out = tmp_path / "run"
+    train_in_process(base_args(assets, out, "--max_steps", "2", "--gradient_accumulation_steps", "2",
+                               "--simsiam_weight", "0.5", "--simsiam_hidden_dim", "16",
+                               "--learnable_logit_scale", "true", "--mixed_precision", "bf16",
+                               "--activation_checkpointing", "--bank_full_refresh_every", "1"))
+    clip = [r for r in metrics_of(out) if r.get("level") == "clip"][0]
+    assert math.isfinite(clip["clip/simsiam_loss"]) and -1.0 <= clip["clip/simsiam_loss"] <= 1.0
+    assert clip["clip/loss"] == pytest.approx(clip["clip/clip_contrastive_loss"] + 0.5 * clip["clip/simsiam_loss"],
+                                              rel=1e-4)
+    video = [r for r in metrics_of(out) if r.get("level") == "video"][0]
+    assert video["bank/refreshed_rows"] == 4  # the whole bank, every step
+    saved = weights(out / "final")
+    assert saved["logit_scale"].item() <= math.log(100.0)
+    assert json.loads((out / "final" / "config.json").read_text())["learnable_logit_scale"] is True
+
+
+def test_two_processes_agree(assets, tmp_path):
+    """Two CPU processes (gloo), with feature-cached gradient accumulation: identical weights and banks at the end,
+    and the loss of the first global batch equals the single-process loss on the same batch."""
+    from modeling_ophclip import OphCLIPModel
+    from ophclip_train.objectives import clip_level_loss
+
+    out, debug = tmp_path / "run", tmp_path / "debug"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(29500 + os.getpid() % 1000), str(SCRIPT),
+               *base_args(assets, out, "--max_steps", "3", "--debug_dir", str(debug),
+                         "--gradient_accumulation_steps", "2")]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    finals = [json.loads((debug / f"rank{r}_final.json").read_text()) for r in range(2)]
+    assert finals[0]["state_dict_sha256"] == finals[1]["state_dict_sha256"]
+    assert finals[0]["bank_sha256"] == finals[1]["bank_sha256"] and finals[0]["bank_sha256"]
+
+    dumps = [torch.load(debug / f"rank{r}_first_step.pt") for r in range(2)]
+    assert [d["world_size"] for d in dumps] == [2, 2] and dumps[0]["level"] == "clip"
+    assert not torch.equal(dumps[0]["inputs"]["pixel_values_videos"], dumps[1]["inputs"]["pixel_values_videos"])
+    # Recompute each process's embeddings in this single process: BatchNorm in training mode normalises over each
+    # micro-batch (2 of the 4 clips), as the first (cached) pass of the accumulation did.
+    model = OphCLIPModel.from_pretrained(debug / "initial_model").train()
+    texts, videos = [], []
+    with torch.no_grad():
+        for dump in dumps:
+            inputs = dump["inputs"]
+            for half in range(2):
+                part = {k: v.chunk(2)[half] for k, v in inputs.items()}
+                text = model.get_text_features(part["input_ids"], part["attention_mask"],
+                                               part.get("token_type_ids")).pooler_output
+                video = model.get_video_features(part["pixel_values_videos"], part["frame_mask"]).pooler_output
+                texts.append(torch.nn.functional.normalize(text, dim=-1))
+                videos.append(torch.nn.functional.normalize(video, dim=-1))
+            torch.testing.assert_close(torch.cat(texts[-2:]), dump["text_embeds"], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(torch.cat(videos[-2:]), dump["video_embeds"], atol=1e-5, rtol=1e-4)
+        single = clip_level_loss(torch.cat(texts), torch.cat(videos), model.logit_scale)["loss"].item()
+    for dump in dumps:  # every process computed the loss of the whole global batch
+        assert dump["losses"]["loss"] == pytest.approx(single, abs=1e-5)
+    logged = [r for r in metrics_of(out) if "level" in r][0]
+    assert logged["clip/loss"] == pytest.approx(single, abs=1e-5)
+
+
+def test_kill_and_resume_gives_the_same_weights(assets, tmp_path):
+    """A run killed (SIGKILL) after its step-4 checkpoint and resumed with `--resume latest` ends with exactly the
+    weights and bank of an uninterrupted run; only the newest `save_total_limit` checkpoints are kept."""
+    common = ("--max_steps", "6", "--save_steps", "2", "--save_total_limit", "2")
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train_subprocess(base_args(assets, straight, *common))
+
+    args = base_args(assets, interrupted, *common, "--debug_step_delay", "1")
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (interrupted / "checkpoints" / "step-4").is_dir():
+            assert process.poll() is None, process.stderr.read()[-4000:]
+            assert time.monotonic() < deadline, "no step-4 checkpoint in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert not (interrupted / "final").exists()
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "step-2", "step-4"]
+
+    train_subprocess(base_args(assets, interrupted, *common, "--resume", "latest"))
+    assert_same_tensors(weights(straight / "final"), weights(interrupted / "final"))
+    for run in (straight, interrupted):
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-4", "step-6"]
+    from datasets_ophvl import SilentVideoBank
+
+    banks = [SilentVideoBank.load(run / "checkpoints" / "step-6" / "bank") for run in (straight, interrupted)]
+    assert torch.equal(banks[0].embeddings, banks[1].embeddings)
+    resumed_steps = [r["step"] for r in metrics_of(interrupted) if "level" in r]
+    assert resumed_steps[-2:] == [5, 6]
+
+
+def test_push_to_hub_publishes_the_final_folder(assets, tmp_path, fake_hub):
+    """`--push_to_hub` publishes `final/` (model, processor, remote code, the model card written from the run's
+    options) through the real client to the loopback fake Hub, byte for byte."""
+    endpoint, env, hub = fake_hub
+    out = tmp_path / "run"
+    train_in_process(base_args(assets, out, "--max_steps", "1", "--schedule", "c", "--retrieval", "false",
+                               "--push_to_hub", "--hub_model_id", "tester/ophclip-pretrained"))
+    final = out / "final"
+    card = (final / "README.md").read_text()
+    assert "tester/ophclip-pretrained" in card and "clip" in card
+    stored = hub.files("tester/ophclip-pretrained")
+    local = {p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file()}
+    assert local <= set(stored)
+    assert all(stored[name] == (final / name).read_bytes() for name in local)
