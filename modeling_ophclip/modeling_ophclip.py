@@ -42,9 +42,12 @@ def surgvlp_text_pooling(
     words does not change their sum, so the result is `sum_layers(sum_{real tokens} h) / L`, computed here in one
     masked reduction instead of a Python loop over tokens.
     """
-    summed_layers = torch.stack(hidden_states[-num_layers:], dim=0).sum(dim=0)  # (B, L, D)
-    mask = attention_mask.to(summed_layers.dtype)
-    return torch.einsum("bld,bl->bd", summed_layers, mask) / summed_layers.shape[1]
+    layers = hidden_states[-num_layers:]
+    mask = attention_mask.to(layers[0].dtype).unsqueeze(1)  # (B, 1, L)
+    # One masked reduction per layer as a batched mat-vec, (B, 1, L) @ (B, L, D): reads each layer once, where stacking
+    # the layers first would copy num_layers x B x L x D.
+    pooled = sum(torch.bmm(mask, layer) for layer in layers).squeeze(1)
+    return pooled / layers[0].shape[1]
 
 
 def masked_mean_pooling(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
