@@ -75,7 +75,9 @@ def _gather_sizes(n: int, device: torch.device, world_size: int) -> list[int]:
     """The local batch size of every process (one tiny all-gather)."""
     local = torch.tensor([n], dtype=torch.int64, device=device)
     sizes = torch.empty(world_size, dtype=torch.int64, device=device)
-    dist.all_gather_into_tensor(sizes, local)
+    # torch 2.13 deprecates all_gather_into_tensor for all_gather_single (absent from older releases).
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(sizes, local)
     return sizes.tolist()
 
 
