@@ -182,6 +182,11 @@ class TrainingArguments:
     warmup_steps: int = _help("Linear warm-up steps of the cosine schedule (overrides --warmup_ratio).", default=0)
     warmup_ratio: float = _help("Warm-up as a fraction of --max_steps, when --warmup_steps is 0.", default=0.0)
     max_grad_norm: float = _help("Clip the gradient norm to this (0: no clipping).", default=1.0)
+    max_nonfinite_steps: int = _help(
+        "A step whose loss is NaN or infinite is skipped (no update) with a warning; the run stops with an error once "
+        "more than this many steps were skipped.",
+        default=10,
+    )
     gradient_accumulation_steps: int = _help(
         "Split each contrastive batch into this many micro-batches for the backward passes (open_clip-style feature "
         "caching: the loss still sees the whole batch; memory scales with the micro-batch). The batch sizes must be "

@@ -31,6 +31,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -327,6 +329,18 @@ class Pretrainer:
         losses = CachedFeatureAccumulator().accumulate_step(
             micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
             no_sync=lambda: self.accelerator.no_sync(self.module))
+        if not self._all_finite(losses["loss"]):
+            # One bad batch must not poison the weights: drop its gradients, keep the schedule where it is.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_steps += 1
+            logger.warning("step %d: non-finite loss %s, step skipped (%d so far)", step, float(losses["loss"]),
+                           self.nonfinite_steps)
+            if self.nonfinite_steps > t.max_nonfinite_steps:
+                raise RuntimeError(
+                    f"{self.nonfinite_steps} steps had a NaN or infinite loss (more than --max_nonfinite_steps "
+                    f"{t.max_nonfinite_steps}); lower the learning rate or check the data"
+                )
+            return level, losses, len(batch["input_ids"])
         if t.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.module.parameters(), t.max_grad_norm)
         self.optimizer.step()
@@ -443,6 +457,7 @@ class Pretrainer:
         self.refresh_count = 0
         self.bank = None
         self._dumped_first_step = False
+        self.nonfinite_steps = 0
         self._failed_rows = set()
         self.evaluator = None
         if t.eval_steps:
@@ -478,6 +493,7 @@ class Pretrainer:
         progress = tqdm(total=t.max_steps, initial=start, desc="pretrain", dynamic_ncols=True,
                         disable=not self.accelerator.is_local_main_process)
         rates, last = {}, {}
+        stop = self._watch_sigterm()
         for step in range(start, t.max_steps):
             metrics = self.run_step(step)
             level = metrics["level"]
@@ -491,11 +507,37 @@ class Pretrainer:
                 self._evaluate(self.evaluator, steps_done)
             if t.save_steps and steps_done % t.save_steps == 0:
                 self._save(steps_done)
+            if self._stop_requested(stop):
+                # A scheduler or the user asked us to stop: keep the work done so far, `--resume latest` continues.
+                if not (t.save_steps and steps_done % t.save_steps == 0):
+                    self._save(steps_done)
+                progress.close()
+                logger.warning("stopped by SIGTERM after step %d; checkpoint saved, resume with --resume latest",
+                               steps_done)
+                return {"final_dir": None, "global_step": steps_done, "last_metrics": last, "interrupted": True}
             if t.debug_step_delay:
                 time.sleep(t.debug_step_delay)
         progress.close()
         final_dir = self._finish(max(start, t.max_steps))
         return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last}
+
+    @staticmethod
+    def _watch_sigterm() -> threading.Event:
+        """An event set when this process receives SIGTERM (only the main thread may install handlers)."""
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        return stop
+
+    def _all_finite(self, loss) -> bool:
+        """Whether the loss is finite on every process (they must agree to skip a step together)."""
+        bad = torch.tensor([0 if torch.isfinite(torch.as_tensor(loss)).all() else 1], device=self.accelerator.device)
+        return not bool(self.accelerator.reduce(bad, reduction="sum").item())
+
+    def _stop_requested(self, stop: threading.Event) -> bool:
+        """Whether any process was asked to stop; all processes agree, so they save the same checkpoint together."""
+        flag = torch.tensor([1 if stop.is_set() else 0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item())
 
     def _write_model_card(self, final_dir: Path) -> None:
         """`README.md` of the final folder, from the run's own options (`model_cards.build_model_card`). Without

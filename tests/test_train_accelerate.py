@@ -377,6 +377,48 @@ def test_kill_and_resume_gives_the_same_weights(assets, tmp_path):
     assert resumed_steps[-2:] == [5, 6]
 
 
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(assets, tmp_path):
+    """SIGTERM (a scheduler's stop) ends the run after the current step with a checkpoint of that step and no final
+    folder; `--resume latest` then finishes the run."""
+    out = tmp_path / "stopped"
+    args = base_args(assets, out, "--max_steps", "6", "--debug_step_delay", "1")
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        log = out / "logs" / "pretrain" / "metrics.jsonl"
+        while not (log.is_file() and '"level"' in log.read_text()):
+            assert process.poll() is None, process.stderr.read()[-4000:]
+            assert time.monotonic() < deadline, "no training step in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-4000:]
+    assert "stopped by SIGTERM" in stderr
+    saved = [p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")]
+    assert len(saved) == 1 and saved[0].startswith("step-") and int(saved[0][5:]) < 6
+    assert not (out / "final").exists()
+    train_subprocess(base_args(assets, out, "--max_steps", "6", "--resume", "latest"))
+    assert (out / "final" / "model.safetensors").is_file()
+    assert [r["step"] for r in metrics_of(out) if "level" in r][-1] == 6
+
+
+def test_nonfinite_losses_are_skipped_then_abort(assets, tmp_path):
+    """An absurd learning rate blows the weights up: the NaN steps are skipped with a warning (no update), and the run
+    stops with a clear error once more than --max_nonfinite_steps were skipped."""
+    # Without retrieval: the bank itself refuses NaN embeddings and queries (tested in test_knowledge_base.py).
+    args = base_args(assets, tmp_path / "nan", "--max_steps", "8", "--learning_rate", "1e30",
+                     "--max_nonfinite_steps", "2", "--no_retrieval")
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert result.stderr.count("non-finite loss") == 3, result.stderr[-4000:]
+    assert "3 steps had a NaN or infinite loss (more than --max_nonfinite_steps 2)" in result.stderr
+
+
 def test_push_to_hub_publishes_the_final_folder(assets, tmp_path, fake_hub):
     """`--push_to_hub` publishes `final/` (model, processor, remote code, the model card written from the run's
     options) through the real client to the loopback fake Hub, byte for byte."""
