@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import BaseStage, Sentence, StageSetupError, VideoItem, model_device, setting, torch_dtype
+from .base import BaseStage, Sentence, VideoItem, load_pipeline, setting
 
 
 logger = logging.getLogger(__name__)
@@ -99,19 +99,8 @@ class AsrStage(BaseStage):
         return self._transcribe is not None
 
     def _load(self):
-        try:
-            return self._build_pipeline()
-        except Exception as error:  # noqa: BLE001 - any failure here stops the build with a clear message
-            raise StageSetupError(f"cannot load the ASR model {self.settings.model!r}: {error}") from error
-
-    def _build_pipeline(self):
-        from transformers import pipeline
-
         s = self.settings
-        device = model_device(s.device)
-        dtype = torch_dtype(s.dtype, device, gpu_default="float16")
-        logger.info("loading ASR model %s on %s (%s)", s.model, device, dtype)
-        return pipeline("automatic-speech-recognition", model=s.model, device=device, dtype=dtype)
+        return load_pipeline("automatic-speech-recognition", s.model, s.device, s.dtype, gpu_default="float16")
 
     def __call__(self, item: VideoItem):
         if item.segments is not None:

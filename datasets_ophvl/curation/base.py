@@ -10,6 +10,7 @@ its stage names and settings alone.
 """
 
 import dataclasses
+import logging
 import typing
 from collections import Counter
 from dataclasses import dataclass, field
@@ -194,6 +195,20 @@ def torch_dtype(name: str, device: str, gpu_default: str):
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"unknown dtype {name!r}; use auto, float32, float16 or bfloat16")
     return dtype
+
+
+def load_pipeline(task: str, model: str, device: str | None, dtype: str | None = None, gpu_default: str = "float16"):
+    """A transformers `pipeline(task, model)` on `device` (default: the first GPU, else the CPU), loaded when a stage
+    first needs it; any failure becomes a `StageSetupError` naming the model, which stops the build."""
+    try:
+        from transformers import pipeline
+
+        device = model_device(device)
+        kwargs = {} if dtype is None else {"dtype": torch_dtype(dtype, device, gpu_default)}
+        logging.getLogger(__name__).info("loading %s model %s on %s", task, model, device)
+        return pipeline(task, model=model, device=device, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here stops the build with a clear message
+        raise StageSetupError(f"cannot load the {task} model {model!r}: {error}") from error
 
 
 def setting(default, help: str):

@@ -16,7 +16,7 @@ it has one, marks the span (default `[MASK]`).
 import logging
 from dataclasses import dataclass
 
-from .base import BaseStage, Sentence, StageSetupError, VideoItem, model_device, setting
+from .base import BaseStage, Sentence, VideoItem, load_pipeline, setting
 from .lexicon import load_lexicon
 
 
@@ -51,17 +51,7 @@ class DenoiseStage(BaseStage):
         return self._fill_mask is not None or bool(self.settings.fill_mask_model)
 
     def _load(self):
-        try:
-            return self._build_pipeline()
-        except Exception as error:  # noqa: BLE001 - any failure here stops the build with a clear message
-            raise StageSetupError(f"cannot load the fill-mask model {self.settings.fill_mask_model!r}: {error}") from error
-
-    def _build_pipeline(self):
-        from transformers import pipeline
-
-        device = model_device(self.settings.device)
-        logger.info("loading fill-mask model %s on %s", self.settings.fill_mask_model, device)
-        return pipeline("fill-mask", model=self.settings.fill_mask_model, device=device)
+        return load_pipeline("fill-mask", self.settings.fill_mask_model, self.settings.device)
 
     def _score(self, masked: str, word: str) -> float:
         results = self._fill_mask(masked, targets=[word])

@@ -27,7 +27,7 @@ from pathlib import Path
 from string import Template
 
 from ..format import TITLE_SUMMARY_FIELDS
-from .base import BaseStage, StageSetupError, VideoItem, model_device, setting, torch_dtype
+from .base import BaseStage, VideoItem, load_pipeline, setting
 from .lexicon import load_lexicon
 from .summary import parse_summary
 from .text import content_words
@@ -111,19 +111,8 @@ class RewriteStage(BaseStage):
         self.errors = 0
 
     def _load(self):
-        try:
-            return self._build_pipeline()
-        except Exception as error:  # noqa: BLE001 - any failure here stops the build with a clear message
-            raise StageSetupError(f"cannot load the text-generation model {self.settings.model!r}: {error}") from error
-
-    def _build_pipeline(self):
-        from transformers import pipeline
-
         s = self.settings
-        device = model_device(s.device)
-        dtype = torch_dtype(s.dtype, device, gpu_default="bfloat16")
-        logger.info("loading text-generation model %s on %s (%s)", s.model, device, dtype)
-        pipe = pipeline("text-generation", model=s.model, device=device, dtype=dtype)
+        pipe = load_pipeline("text-generation", s.model, s.device, s.dtype, gpu_default="bfloat16")
         if pipe.tokenizer is not None and pipe.tokenizer.pad_token_id is None:
             pipe.tokenizer.pad_token = pipe.tokenizer.eos_token  # batched generation needs a pad token
         return pipe
