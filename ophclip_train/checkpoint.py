@@ -12,6 +12,10 @@ module, `optimizer.bin`, the learning-rate scheduler, every process's RNG states
 Every process writes its part into `.tmp-step-N`; once all are done the main process renames it to `step-N`, so a
 `step-N` folder is always complete (a run killed while saving leaves only a `.tmp-*` folder, removed at the next
 start). Then checkpoints beyond `save_total_limit` are deleted, oldest first.
+
+Before a resume loads anything, `read_trainer_state` checks that the folder has every file (cheap: before the model
+is built) and `check_model_matches` that its weights have the names and shapes of the model being trained, so that a
+checkpoint of another model, or an incomplete one, is a clear error naming it rather than torch's size-mismatch list.
 """
 
 import json
@@ -116,11 +120,122 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, dat
     return final
 
 
+# What `save_checkpoint` writes that a resume cannot do without (besides `trainer_state.json`): accelerate's weights of
+# the training module (safetensors, or a torch pickle when saved with safe_serialization=False), the optimiser, and
+# the learning-rate scheduler (registered for checkpointing, hence accelerate's first custom state).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+OPTIMIZER_FILE = "optimizer.bin"
+SCHEDULER_FILE = "custom_checkpoint_0.pkl"
+# Shown per kind of difference in the error for a checkpoint of another model.
+MAX_LISTED = 5
+DDP_PREFIX = "module."
+
+
+def read_trainer_state(path) -> dict:
+    """`trainer_state.json` of a checkpoint folder, after checking that the folder has every file a resume loads.
+
+    Cheap (no weights are read), so it runs before the model is built. Checkpoints sharded by DeepSpeed / FSDP keep
+    their weights elsewhere; pass only plain (single-process or DDP) checkpoints.
+
+    Raises:
+        FileNotFoundError: a file is missing (named, with the checkpoint).
+        ValueError: `trainer_state.json` is not JSON or has no integer `global_step`.
+    """
+    path = Path(path)
+    missing = [name for name in (TRAINER_STATE, OPTIMIZER_FILE, SCHEDULER_FILE) if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        missing.insert(0, f"{WEIGHT_FILES[0]} (or {WEIGHT_FILES[1]})")
+    if missing:
+        raise FileNotFoundError(f"--resume: the checkpoint {path} is incomplete: it lacks {', '.join(missing)}, which "
+                                "every checkpoint of train_accelerate.py has; resume from another checkpoint")
+    try:
+        state = json.loads((path / TRAINER_STATE).read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"--resume: {path / TRAINER_STATE} is not valid JSON ({error})") from error
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int) or state["global_step"] < 0:
+        raise ValueError(f"--resume: {path / TRAINER_STATE} has no global_step (a step count >= 0)")
+    return state
+
+
+def saved_weight_shapes(path) -> dict[str, tuple]:
+    """`{name: shape}` of the module weights in a checkpoint folder, read without loading the tensors."""
+    path = Path(path)
+    safetensors_file = path / WEIGHT_FILES[0]
+    if safetensors_file.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(safetensors_file), framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    import torch
+
+    state = torch.load(path / WEIGHT_FILES[1], map_location="cpu", mmap=True, weights_only=True)
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:MAX_LISTED]) + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _without_ddp_prefix(shapes: dict) -> dict:
+    return {name.removeprefix(DDP_PREFIX): shape for name, shape in shapes.items()}
+
+
+def _launch(shapes: dict) -> str:
+    return "several processes (DDP)" if any(name.startswith(DDP_PREFIX) for name in shapes) else "a single process"
+
+
+def check_model_matches(path, module) -> None:
+    """Raise a clear error when the checkpoint's weights do not fit `module` (the module accelerate loads them into).
+
+    Without this, accelerate's strict loading fails with torch's long `size mismatch` / `Missing key(s)` list that
+    names neither the checkpoint nor what to do about it.
+
+    Raises:
+        ValueError: names the checkpoint and the first parameters that are missing, unexpected or of another shape.
+    """
+    path = Path(path)
+    saved = saved_weight_shapes(path)
+    expected = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    if saved == expected:
+        return
+    # DDP prefixes every name with `module.`: a checkpoint of one process and a run of several (or the reverse)
+    # differ only by it, which is a different launch, not a different model (and accelerate cannot load across it).
+    launches = (_launch(saved), _launch(expected))
+    saved, expected = _without_ddp_prefix(saved), _without_ddp_prefix(expected)
+    if saved == expected:
+        raise ValueError(f"--resume: the checkpoint {path} fits this model but was saved by {launches[0]} and this "
+                         f"run is {launches[1]}; resume it with the same kind of launch (one process, or several "
+                         "with accelerate launch)")
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    resized = [f"{name} (checkpoint {list(saved[name])}, this model {list(expected[name])})"
+               for name in sorted(set(saved) & set(expected)) if saved[name] != expected[name]]
+    problems = []
+    if resized:
+        problems.append(f"{len(resized)} parameter(s) of another shape: {_listed(resized)}")
+    if missing:
+        problems.append(f"{len(missing)} parameter(s) missing from the checkpoint: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} parameter(s) not in this model: {_listed(unexpected)}")
+    options = path.parent.parent / "pretraining_config.json"
+    hint = f" (its run's options are in {options})" if options.is_file() else ""
+    raise ValueError(
+        f"--resume: the checkpoint {path} was written for a different model: {'; '.join(problems)}. Resume with the "
+        f"model options the checkpoint was trained with{hint}, or start a new run without --resume")
+
+
 def load_checkpoint(accelerator, path) -> tuple[dict, dict | None, Path | None]:
     """Restore what accelerate saved and return `(trainer_state, this process's data state or None, bank folder or
     None)`."""
     path = Path(path)
-    accelerator.load_state(str(path))
+    try:
+        accelerator.load_state(str(path))
+    except (RuntimeError, ValueError, KeyError) as error:
+        # E.g. an optimiser of other parameter groups (a learnable temperature on one side only): torch's message
+        # does not say which files it was loading.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--resume: the checkpoint {path} does not fit this run ({type(error).__name__}: "
+                         f"{first_line}); resume with the options it was trained with, or start a new run") from error
     trainer_state = json.loads((path / TRAINER_STATE).read_text())
     data_file = path / DATA_STATE.format(rank=accelerator.process_index)
     data_state = json.loads(data_file.read_text()) if data_file.is_file() else None
@@ -133,10 +248,13 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "DATA_STATE",
     "TRAINER_STATE",
+    "check_model_matches",
     "list_checkpoints",
     "load_checkpoint",
+    "read_trainer_state",
     "remove_stale_tmp",
     "resolve_resume",
     "rotate_checkpoints",
     "save_checkpoint",
+    "saved_weight_shapes",
 ]

@@ -91,7 +91,10 @@ class DataArguments:
 
     data_path: str | None = _help(
         "OphVL: a local folder laid out like the Hub repo (data/clips, data/videos, data/silent), "
-        "hf://datasets/<org>/<name>[@revision], or a Hub dataset id <org>/<name>. Streamed, never downloaded whole.",
+        "hf://datasets/<org>/<name>[@revision], or a Hub dataset id <org>/<name>. Streamed, never downloaded whole. "
+        "Checked before the model is built: a missing folder, or a subset the run needs (clips for clip steps, videos "
+        "for video steps, silent when retrieval is on) without train-*.tar shards or, locally, without a single "
+        "readable sample, is an error; single bad samples or shards are skipped and counted.",
         default=None,
     )
     num_frames: int = _help("Frames sampled per clip / video (uniform segment centres).", default=8)
@@ -213,7 +216,10 @@ class TrainingArguments:
     )
     save_total_limit: int | None = _help("Keep only the newest N checkpoints (default: all).", default=None)
     resume: str | None = _help(
-        "Continue from a checkpoint: 'latest' (the newest under <output_dir>/checkpoints) or a checkpoint folder.",
+        "Continue from a checkpoint: 'latest' (the newest under <output_dir>/checkpoints) or a checkpoint folder. "
+        "Checked before training: an incomplete checkpoint, one of another model (other parameter names or shapes: "
+        "resume with the model options it was trained with), or one past --max_steps is an error; a checkpoint at "
+        "--max_steps only writes the final model.",
         default=None,
     )
     eval_steps: int = _help("Zero-shot evaluation every N steps (0: never).", default=0)

@@ -15,6 +15,10 @@ is read by row, not streamed: [`scan_silent_videos`] lists every silent video on
 members, through the same `xopen` paths as the builder, local or `hf://`) with the byte range of its mp4, and
 [`SilentVideoDataset`] decodes any set of rows. The rows a process encodes are chosen by `objectives.refresh_bank`
 (`SilentVideoBank.shard_rows`), so this DataLoader is deliberately *not* prepared by accelerate.
+
+**Checking first.** [`check_ophvl`] runs before the model is built: the subsets a run needs ([`required_subsets`])
+must have shards and, locally, a sample that parses and decodes, so that a wrong `--data_path` or unreadable shards
+are a clear error instead of a failure at the first step of that level. Single bad samples stay counted skips.
 """
 
 import json
@@ -173,6 +177,151 @@ def split_batch(batch: dict, parts: int) -> list[dict]:
         return [batch]
     chunks = {key: value.chunk(parts) if isinstance(value, torch.Tensor) else None for key, value in batch.items()}
     return [{key: value[i] for key, value in chunks.items() if value is not None} for i in range(parts)]
+
+
+# -- checking the data before a run --------------------------------------------------------------------------------
+
+# Samples (a shard that gives none counts as one) the readability check looks at per subset before it gives up. A
+# healthy dataset passes at its first sample. Bad samples are skips, not errors, so a dataset whose first samples
+# happen to be bad is not declared unreadable: past this budget the check only warns and training finds out.
+CHECK_SAMPLE_BUDGET = 32
+
+
+def required_subsets(pattern, retrieval: bool) -> dict[str, str]:
+    """The OphVL subsets a run reads, each with the reason (for error messages): `clips` / `videos` when the schedule
+    has clip / video steps, `silent` when the memory bank is built (retrieval on and video steps)."""
+    needed = {}
+    if "clip" in pattern:
+        needed["clips"] = "the schedule has clip steps"
+    if "video" in pattern:
+        needed["videos"] = "the schedule has video steps"
+        if retrieval:
+            needed["silent"] = "retrieval is on (the memory bank is built from the silent videos)"
+    return needed
+
+
+def _list_subset_shards(data_path: str, subset: str, why: str) -> list[str]:
+    """The shard URLs of one subset, listed as the builder lists them (`xglob`, local or `hf://`); an error naming
+    the folder, the subset and the reason when there are none or they cannot be listed."""
+    from datasets.utils.file_utils import xglob, xjoin
+
+    from datasets_ophvl.format import SPLIT, shard_glob
+
+    pattern = xjoin(data_path, *shard_glob(subset).split("/"))
+    folder = pattern.rsplit("/", 1)[0] + "/"
+    try:
+        urls = sorted(xglob(pattern))
+    except (OSError, ValueError) as error:  # a Hub repository that does not exist or cannot be reached
+        raise OSError(f"cannot list the OphVL shards for subset {subset!r} under {folder} "
+                                f"({type(error).__name__}: {error}); {why}") from error
+    if not urls:
+        raise FileNotFoundError(f"no OphVL shards for subset {subset!r} under {folder} (expected {SPLIT}-*.tar); "
+                                f"{why}")
+    return urls
+
+
+def _find_readable_sample(urls: list[str], subset: str, sampler, num_frames: int, decoder: str, counter,
+                          budget: int) -> tuple[str, int]:
+    """Read the shards in order until one sample parses and its video decodes, as the training stream would.
+
+    Returns `(outcome, samples examined)`, `outcome` being `"found"`, `"gave up"` (`budget` bad samples in a row) or
+    `"none"` (every shard read to its end, no readable sample). The skipped samples are counted in `counter`.
+    """
+    from contextlib import closing
+
+    from datasets_ophvl import VideoDecodeError, decode_sampled_frames
+    from datasets_ophvl.builder import example_from_sample, iter_shard_samples
+
+    examined = 0
+    for url in urls:
+        source = f"{subset}/{url.rsplit('/', 1)[-1]}"
+        before = examined
+        try:
+            with closing(iter_shard_samples(url, counter=counter, source=source)) as samples:
+                for key, parts, problem in samples:
+                    examined += 1
+                    example, why = example_from_sample(subset, key, parts, problem)
+                    if why is None:
+                        try:
+                            decode_sampled_frames(example["video"], sampler, num_frames, decoder=decoder)
+                            return "found", examined
+                        except VideoDecodeError as error:
+                            why = (error.reason, error.detail)
+                    counter.add(*why, key=key, source=source)
+                    if examined >= budget:
+                        return "gave up", examined
+        except OSError as error:
+            # Not a bad sample: a shard that cannot be opened at all (permissions, a vanished file) would stop the
+            # training stream too (the builder does not swallow I/O errors).
+            raise OSError(f"cannot read the OphVL shard {url} (subset {subset!r}): {error}") from error
+        examined += examined == before  # a shard that gave no sample (not a tar, empty) costs one of the budget
+        if examined >= budget and url != urls[-1]:
+            return "gave up", examined
+    return "none", examined
+
+
+def check_ophvl(data_path: str, subsets: dict[str, str], num_frames: int = 8, decoder: str = "decord",
+                budget: int = CHECK_SAMPLE_BUDGET) -> None:
+    """Fail fast, naming the path, the subset and what was expected, when OphVL at `data_path` cannot feed a run.
+
+    Called before the model is built, so that a wrong `--data_path` costs seconds rather than a model build, a bank
+    and a first step (an unreadable video subset used to surface only at the first video step).
+
+    - A local `data_path` must be an existing folder.
+    - Every needed subset (`required_subsets`) must have shards, `data/<subset>/train-*.tar`, listed the way the
+      builder lists them (also for `hf://` paths).
+    - Locally, each needed subset must hold a sample that parses and decodes: the shards are read in order until one
+      does, so a healthy dataset costs one sample per subset. A dataset whose every shard is garbage or whose every
+      sample is broken is an error; one bad sample or shard among good ones stays a skip, counted by the stream as
+      before. After `budget` bad samples in a row the check gives up with a warning rather than read a whole
+      dataset; training then skips and reports them. Remote (`hf://`) datasets are only listed: reading a sample
+      there is a network round trip per subset, and the streams still report unreadable samples.
+
+    Args:
+        data_path: the resolved dataset root (`datasets_ophvl.streaming.resolve_path`).
+        subsets: `{subset: why the run needs it}`.
+        num_frames, decoder: how the training streams sample and decode frames.
+
+    Raises:
+        FileNotFoundError: a missing folder, or a subset without shards.
+        NotADirectoryError: a local `data_path` that is a file.
+        ValueError: a subset with no readable sample.
+        OSError: shards that cannot be listed (an unknown or unreachable Hub repository) or opened.
+    """
+    from datasets_ophvl.builder import SkipCounter
+
+    remote = "://" in data_path
+    if not remote and not os.path.exists(data_path):
+        raise FileNotFoundError(f"--data_path {data_path} does not exist; expected an OphVL folder (data/clips, "
+                                "data/videos, data/silent holding train-*.tar shards), hf://datasets/<org>/<name> or "
+                                "a Hub dataset id <org>/<name>")
+    if not remote and not os.path.isdir(data_path):
+        raise NotADirectoryError(f"--data_path {data_path} is a file; expected an OphVL folder (data/clips, "
+                                 "data/videos, data/silent holding train-*.tar shards)")
+    shards = {subset: _list_subset_shards(data_path, subset, why) for subset, why in subsets.items()}
+    if remote:
+        return
+    from modeling_ophclip import OphCLIPVideoProcessor
+
+    # Frame sampling as the training streams do it (only the number of frames matters for whether a video decodes).
+    sampler = OphCLIPVideoProcessor(num_frames=num_frames)
+    for subset, why in subsets.items():
+        # Private and quiet (debug-level logs): the training streams count and report these samples themselves.
+        counter = SkipCounter(max_warnings_per_reason=0)
+        outcome, examined = _find_readable_sample(shards[subset], subset, sampler, num_frames, decoder, counter,
+                                                  budget)
+        folder = shards[subset][0].rsplit("/", 1)[0] + "/"
+        if outcome == "found":
+            continue
+        if outcome == "gave up":
+            logger.warning(f"OphVL: the first {examined} samples of subset {subset!r} under {folder} are all "
+                           f"unreadable ({counter.as_dict()}); training skips the bad ones")
+            continue
+        skipped = ", ".join(f"{reason}: {count}" for reason, count in sorted(counter.as_dict().items()))
+        raise ValueError(f"no readable OphVL sample in subset {subset!r} under {folder}: its {len(shards[subset])} "
+                         f"shard(s) were read to the end and every sample was skipped ({skipped}; see "
+                         "datasets_ophvl.SKIP_REASONS); expected tar shards of <key>.mp4 + <key>.json samples with "
+                         f"decodable videos (datasets_ophvl.format); {why}")
 
 
 # -- silent videos, by row ------------------------------------------------------------------------------------------
@@ -349,6 +498,8 @@ __all__ = [
     "SnapshotCollator",
     "WorkerStateLoader",
     "build_level_stream",
+    "check_ophvl",
+    "required_subsets",
     "scan_silent_videos",
     "silent_loader",
     "split_batch",

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .config import PretrainConfig, save_config
-from .data import build_level_stream, scan_silent_videos, silent_loader, split_batch
+from .data import build_level_stream, check_ophvl, required_subsets, scan_silent_videos, silent_loader, split_batch
 from .modeling import (
     OphCLIPPretrainingModule,
     VideoAugment,
@@ -71,6 +71,39 @@ def state_dict_hash(module: torch.nn.Module) -> str:
 
 def _step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
     return (((seed * 1_000_003 + step) * 1_009 + rank) * 7 + stream) % (2**63 - 1)
+
+
+class LogWindow:
+    """The steps since the last log line, so that a logged record describes all of them, not just the last.
+
+    With an alternating schedule the last step of a logging window is always the same level (every 20th step of
+    'clip:3,video:1' is a video step), so logging only that step would never show the other level's loss. A record
+    holds, for every level trained in the window, the mean of each `<level>/<loss>` over its steps and its throughput
+    (`<level>s_per_second`: samples over seconds); `level`, `loss`, `lr`, `logit_scale` and the bank counters are
+    the last step's. With `--logging_steps 1` a record is exactly its step's metrics.
+    """
+
+    def __init__(self):
+        self.sums, self.counts, self.samples, self.seconds = {}, {}, {}, {}
+
+    def add(self, metrics: dict) -> None:
+        level = metrics["level"]
+        for name, value in metrics.items():
+            if name.startswith(f"{level}/"):
+                self.sums[name] = self.sums.get(name, 0.0) + value
+                self.counts[name] = self.counts.get(name, 0) + 1
+        rate, seconds = metrics[f"{level}s_per_second"], metrics["step_seconds"]
+        self.samples[level] = self.samples.get(level, 0.0) + rate * seconds
+        self.seconds[level] = self.seconds.get(level, 0.0) + seconds
+
+    def summarize(self, last: dict) -> dict:
+        """The record of the window ending with the step whose metrics are `last`; the window restarts."""
+        record = dict(last)
+        record.update({name: total / self.counts[name] for name, total in self.sums.items()})
+        record.update({f"{level}s_per_second": self.samples[level] / max(self.seconds[level], 1e-9)
+                       for level in self.seconds})
+        self.__init__()
+        return record
 
 
 class Pretrainer:
@@ -150,6 +183,16 @@ class Pretrainer:
         self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.unwrapped = self.accelerator.unwrap_model(self.module)
+
+    def _check_data(self):
+        """Raise, naming the path and the subset, when OphVL at --data_path cannot feed this run: a missing folder, a
+        needed subset without shards, or one with no readable sample (`data.check_ophvl`). Every process checks (the
+        same files, so all fail together); nothing is built yet."""
+        from datasets_ophvl.streaming import resolve_path
+
+        c = self.config
+        check_ophvl(resolve_path(c.data.data_path), required_subsets(c.objectives.pattern(), c.objectives.retrieval),
+                    num_frames=c.data.num_frames, decoder=c.data.decoder)
 
     def _setup_data(self):
         from datasets_ophvl.streaming import resolve_path
@@ -393,9 +436,42 @@ class Pretrainer:
                                     self.bank if self.use_bank else None, self.config.training.save_total_limit)
         logger.info(f"saved checkpoint {path}")
 
+    def _plain_checkpoints(self) -> bool:
+        """Whether checkpoints hold accelerate's plain weight files (not DeepSpeed / FSDP shards, which accelerate
+        checks itself)."""
+        from accelerate.utils import DistributedType
+
+        return self.accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP,
+                                                         DistributedType.MEGATRON_LM)
+
+    def _check_resume(self) -> Path:
+        """The checkpoint --resume names, checked before the model is built: complete (`ckpt.read_trainer_state`) and
+        not past --max_steps."""
+        t = self.config.training
+        path = ckpt.resolve_resume(t.resume, self.output_dir)
+        if not self._plain_checkpoints():
+            return path
+        state = ckpt.read_trainer_state(path)
+        step = state["global_step"]
+        if step > t.max_steps:
+            # Finishing would save a model trained past this run's schedule under this run's options.
+            raise ValueError(f"--resume: the checkpoint {path} is at step {step}, past --max_steps {t.max_steps}; "
+                             f"raise --max_steps to train on from it (a finished run's model is in its "
+                             f"{FINAL_DIR}/ folder)")
+        if step == t.max_steps:
+            logger.warning(f"--resume: the checkpoint {path} is at --max_steps {step}: nothing left to train, the "
+                           "final model is written from it")
+        elif state.get("max_steps") not in (None, t.max_steps):
+            # The scheduler's state is its step count; its shape comes from this run's --max_steps.
+            logger.warning(f"the checkpoint {path} was written by a run of --max_steps {state['max_steps']}, this run "
+                           f"has {t.max_steps}: the learning-rate schedule follows this run's length from step {step}")
+        return path
+
     def _resume(self, path) -> int:
         from datasets_ophvl import SilentVideoBank
 
+        if self._plain_checkpoints():
+            ckpt.check_model_matches(path, self.module)  # before accelerate's strict load and its size-mismatch list
         trainer_state, data_state, bank_dir = ckpt.load_checkpoint(self.accelerator, path)
         step = int(trainer_state["global_step"])
         if trainer_state.get("schedule") != self.pattern:
@@ -417,14 +493,22 @@ class Pretrainer:
                 logger.warning("the checkpoint has no memory bank: building it")
                 self._build_bank()
             else:
-                self._set_bank(SilentVideoBank.load(bank_dir))
+                bank = SilentVideoBank.load(bank_dir)
+                dim = self.unwrapped.model.config.projection_dim
+                if bank.embeddings.shape[1] != dim:
+                    raise ValueError(f"--resume: the memory bank of {path} holds {bank.embeddings.shape[1]}-d "
+                                     f"embeddings, this model's are {dim}-d")
+                self._set_bank(bank)
                 self._check_bank()
+        elif bank_dir is not None:
+            logger.info("the checkpoint's memory bank is not used: this run has no retrieval")
         logger.info(f"resumed from {path} at step {step}")
         return step
 
     # -- the run --------------------------------------------------------------------------------------------------
 
     def _log_step(self, step, level, losses, batch_size, seconds, refreshed) -> dict:
+        """The metrics of one step (losses reduced over processes), as the progress bar shows them."""
         world = self.accelerator.num_processes
         metrics = {}
         for name, value in sorted(losses.items()):
@@ -445,6 +529,7 @@ class Pretrainer:
         """Build everything (accelerator, model, optimiser, streams, bank or checkpoint, trackers); returns the step
         to start from."""
         c, t = self.config, self.config.training
+        self._check_data()  # first: a wrong --data_path must cost seconds, not a model build and a bank
         self._setup_accelerator()
         accelerator = self.accelerator
         if accelerator.is_main_process:
@@ -452,6 +537,7 @@ class Pretrainer:
             ckpt.remove_stale_tmp(self.output_dir)
             save_config(c, self.output_dir / PRETRAIN_CONFIG_FILE)
         accelerator.wait_for_everyone()
+        resume_path = self._check_resume() if t.resume else None
         self._setup_model()
         self._setup_data()
         self.refresh_count = 0
@@ -460,13 +546,14 @@ class Pretrainer:
         self.nonfinite_steps = 0
         self._failed_rows = set()
         self.evaluator = None
+        self._log_window = LogWindow()
         if t.eval_steps:
             from .evaluation import ZeroShotEvaluator
 
             self.evaluator = ZeroShotEvaluator(t.eval_benchmark, t.eval_data, t.eval_split, t.eval_fps)
         start = 0
-        if t.resume:
-            start = self._resume(ckpt.resolve_resume(t.resume, self.output_dir))
+        if resume_path is not None:
+            start = self._resume(resume_path)
         elif self.use_bank:
             self._build_bank()
         accelerator.init_trackers(self.run_name, config=c.to_dict())
@@ -480,8 +567,9 @@ class Pretrainer:
         level, losses, batch_size = self.training_step(step)
         refreshed = self._refresh_after_step(step + 1)
         metrics = self._log_step(step, level, losses, batch_size, time.perf_counter() - began, refreshed)
+        self._log_window.add(metrics)
         if t.logging_steps and ((step + 1) % t.logging_steps == 0 or step + 1 == t.max_steps):
-            self.accelerator.log(metrics, step=step + 1)
+            self.accelerator.log(self._log_window.summarize(metrics), step=step + 1)
         return metrics
 
     def train(self) -> dict:
@@ -606,4 +694,4 @@ def run(config: PretrainConfig) -> dict:
     return Pretrainer(config).train()
 
 
-__all__ = ["FINAL_DIR", "Pretrainer", "push_folder", "run", "state_dict_hash"]
+__all__ = ["FINAL_DIR", "LogWindow", "Pretrainer", "push_folder", "run", "state_dict_hash"]

@@ -275,6 +275,120 @@ def test_retrieval_ablation_from_a_checkpoint(assets, tmp_path):
     assert checkpoint.is_dir() and not (checkpoint / "bank").exists()
 
 
+def ophvl_copy(assets, folder, *subsets) -> Path:
+    """A copy of OphVL-mini under `folder` holding only the shards of `subsets` (a few hundred kB)."""
+    import shutil
+
+    for subset in subsets:
+        shutil.copytree(assets / "ophvl" / "data" / subset, folder / "data" / subset)
+    return folder
+
+
+def with_data(args: list[str], data_path) -> list[str]:
+    return ["--data_path", str(data_path), *without(args, "--data_path")]
+
+
+def test_missing_data_is_an_error_before_anything_is_built(assets, tmp_path):
+    """A --data_path that does not exist, or lacks the shards of a subset the run needs, fails at once with the path,
+    the subset and why it is needed; nothing is built or written."""
+    out = tmp_path / "run"
+    args = base_args(assets, out, "--max_steps", "2")
+    with pytest.raises(FileNotFoundError, match=r"--data_path .*nowhere does not exist"):
+        train_in_process(with_data(args, tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no OphVL shards for subset 'clips' under .*empty/data/clips/ "
+                                                r"\(expected train-\*\.tar\); the schedule has clip steps"):
+        train_in_process(with_data(args, tmp_path / "empty"))
+    no_videos = ophvl_copy(assets, tmp_path / "no_videos", "clips", "silent")
+    with pytest.raises(FileNotFoundError, match=r"subset 'videos' under .*no_videos/data/videos/ .*video steps"):
+        train_in_process(with_data(args, no_videos))
+    no_silent = ophvl_copy(assets, tmp_path / "no_silent", "clips", "videos")
+    with pytest.raises(FileNotFoundError, match=r"subset 'silent' under .*no_silent/data/silent/ .*retrieval is on"):
+        train_in_process(with_data(args, no_silent))
+    assert not out.exists()
+    # Without retrieval the silent videos are not needed.
+    summary = train_in_process(with_data(base_args(assets, out, "--max_steps", "1", "--no_retrieval"), no_silent))
+    assert summary["global_step"] == 1
+
+
+def test_unreadable_shards_are_an_error_but_a_bad_shard_is_skipped(assets, tmp_path):
+    """Shards that are all garbage, or whose every video is undecodable, are an error before the first step; one
+    garbage shard among good ones stays a counted skip."""
+    import io
+    import tarfile
+
+    from datasets_ophvl import skip_counts
+
+    out = tmp_path / "run"
+    args = base_args(assets, out, "--max_steps", "2")
+    garbage = ophvl_copy(assets, tmp_path / "garbage", "clips", "videos", "silent")
+    for shard in (garbage / "data" / "videos").glob("*.tar"):
+        shard.write_bytes(b"not a tar file " * 64)
+    with pytest.raises(ValueError, match=r"no readable OphVL sample in subset 'videos' under .*garbage/data/videos/: "
+                                         r"its 4 shard\(s\) were read .*unreadable_shard: 4.*video steps"):
+        train_in_process(with_data(args, garbage))
+
+    undecodable = ophvl_copy(assets, tmp_path / "undecodable", "clips", "videos", "silent")
+    for shard in (undecodable / "data" / "silent").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            members = [(m.name, tar.extractfile(m).read()) for m in tar]
+        with tarfile.open(shard, "w") as tar:
+            for name, data in members:
+                data = b"not an mp4 " * 16 if name.endswith(".mp4") else data
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match=r"subset 'silent' .*undecodable_video: \d+.*retrieval is on"):
+        train_in_process(with_data(args, undecodable))
+    assert not out.exists()
+
+    one_bad = ophvl_copy(assets, tmp_path / "one_bad", "clips", "videos", "silent")
+    sorted((one_bad / "data" / "clips").glob("*.tar"))[0].write_bytes(b"not a tar file " * 64)
+    skip_counts.reset()
+    # Five clip steps of 4 outlast the first epoch (the 19 clips of the good shards), so the bad shard was read.
+    clip_only = with_data(base_args(assets, out, "--max_steps", "5", "--schedule", "c", "--no_retrieval"), one_bad)
+    assert train_in_process(clip_only)["global_step"] == 5
+    assert skip_counts["unreadable_shard"] >= 1  # the stream's skip (the check counts privately)
+
+
+def test_resume_from_another_model_or_an_incomplete_checkpoint_is_an_error(assets, tmp_path):
+    """A checkpoint of another model (projection size, a SimSiam head), a checkpoint without its optimiser, one past
+    --max_steps, or one of another launch (DDP names) is refused with a message naming it, before any step; nothing
+    is trained or written."""
+    import shutil
+
+    first = tmp_path / "first"
+    train_in_process(base_args(assets, first, "--max_steps", "2", "--save_steps", "2", "--no_retrieval"))
+    checkpoint = first / "checkpoints" / "step-2"
+    out = tmp_path / "resumed"
+    args = base_args(assets, out, "--max_steps", "4", "--no_retrieval", "--resume", str(checkpoint))
+    with pytest.raises(ValueError, match=r"the checkpoint .*step-2 was written for a different model: 3 parameter\(s\) "
+                                         r"of another shape: model\.text_projection\.weight \(checkpoint \[16, 32\], "
+                                         r"this model \[8, 32\]\).*pretraining_config\.json"):
+        train_in_process([*args, "--projection_dim", "8"])
+    with pytest.raises(ValueError, match=r"missing from the checkpoint: simsiam_head\."):
+        train_in_process([*args, "--simsiam_weight", "0.5", "--simsiam_hidden_dim", "8"])
+    incomplete = tmp_path / "incomplete" / "step-2"
+    shutil.copytree(checkpoint, incomplete)
+    (incomplete / "optimizer.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"the checkpoint .*incomplete/step-2 is incomplete: it lacks "
+                                                r"optimizer\.bin"):
+        train_in_process([*without(args, "--resume"), "--resume", str(incomplete)])
+    with pytest.raises(ValueError, match=r"step-2 is at step 2, past --max_steps 1"):
+        train_in_process([*without(args, "--max_steps"), "--max_steps", "1"])
+    # The weights of a checkpoint saved by several processes carry DDP's `module.` prefix: a different launch, said so.
+    from safetensors.torch import save_file
+
+    distributed = tmp_path / "distributed" / "step-2"
+    shutil.copytree(checkpoint, distributed)
+    save_file({f"module.{name}": tensor for name, tensor in weights(distributed).items()},
+              str(distributed / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"fits this model but was saved by several processes \(DDP\) and this run "
+                                         r"is a single process"):
+        train_in_process([*without(args, "--resume"), "--resume", str(distributed)])
+    assert not (out / "final").exists() and not (out / "logs" / "pretrain" / "metrics.jsonl").exists()
+
+
 def test_accumulation_simsiam_bf16_checkpointing(assets, tmp_path):
     """Feature-cached gradient accumulation with the SimSiam term, a learnable temperature, bf16 autocast and
     activation checkpointing in one short run."""
@@ -433,3 +547,23 @@ def test_push_to_hub_publishes_the_final_folder(assets, tmp_path, fake_hub):
     local = {p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file()}
     assert local <= set(stored)
     assert all(stored[name] == (final / name).read_bytes() for name in local)
+
+
+def test_log_window_averages_each_level_over_the_window():
+    """A logged record holds every level trained since the last one (the last step of a 'cccv' window is always a
+    video step, so logging only that step would hide the clip loss)."""
+    from ophclip_train.trainer import LogWindow
+
+    window = LogWindow()
+    steps = [{"level": "clip", "clip/loss": 3.0, "loss": 3.0, "clips_per_second": 10.0, "step_seconds": 1.0},
+             {"level": "clip", "clip/loss": 1.0, "loss": 1.0, "clips_per_second": 30.0, "step_seconds": 1.0},
+             {"level": "video", "video/loss": 2.0, "loss": 2.0, "videos_per_second": 4.0, "step_seconds": 2.0}]
+    for metrics in steps:
+        window.add(metrics)
+    record = window.summarize(steps[-1])
+    assert record["clip/loss"] == 2.0 and record["video/loss"] == 2.0
+    assert record["clips_per_second"] == 20.0 and record["videos_per_second"] == 4.0
+    assert record["level"] == "video" and record["loss"] == 2.0
+    # The window restarts: one step logged alone is exactly that step's metrics.
+    window.add(steps[0])
+    assert window.summarize(steps[0]) == steps[0]
