@@ -1,21 +1,36 @@
-# `make test` sets up a fresh machine and runs the whole suite: a virtual environment, the CPU build of torch
-# (installed first, so that nothing pulls a CUDA build), the package with its test extra at the checked versions.
+# `make demo` sets up a fresh machine and runs the project's main job on OphVL-mini (see ophclip_train/demo.py);
+# `make test` sets up a fresh machine and runs the whole suite. Both create a virtual environment and install the CPU
+# build of torch first (so that nothing pulls a CUDA build), then the package at the checked versions.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+DEMO_DIR ?= ophclip-demo
+DEMO_ARGS ?=
 
-.PHONY: test install bench clean
+.PHONY: test demo install install-train bench clean
 
 test: install
 	$(PY) -m pytest tests
 
+demo: install-train
+	$(PY) -m ophclip_train.demo --output-dir $(DEMO_DIR) --overwrite $(DEMO_ARGS)
+
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg constraints.txt pyproject.toml
+install-train: $(VENV)/.installed-train
+
+$(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch setup.cfg constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-train: $(VENV)/.torch setup.cfg constraints.txt pyproject.toml
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[train]"
 	touch $@
 
 bench: install

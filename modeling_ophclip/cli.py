@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -582,7 +583,7 @@ def _save_overlay(path: Path, image, heatmap, title: str, alpha: float):
     axes[1].set_title("saliency", fontsize=8)
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 90), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
