@@ -170,7 +170,29 @@ def attention_maps(model_dir: Path, benchmark_root: Path, out: Path) -> list[Pat
                     "--output-dir", str(target), "--device", "cpu"]) != 0:
             raise DemoError(f"ophclip attention failed for {frame}")
         written += sorted(target.glob("*.png"))
-    return written
+    return written + [tile_images(written, out / "overview.png")]
+
+
+def tile_images(paths: list[Path], out: Path, columns: int = 2) -> Path:
+    """One PNG with the images of `paths` in a grid (the attention overlays, for the README)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    images = [matplotlib.image.imread(path) for path in paths]
+    rows = -(-len(images) // columns)
+    height, width = images[0].shape[:2]
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * width / 100, rows * height / 100), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image in zip(axes.flat, images):
+        ax.imshow(image)
+    figure.subplots_adjust(left=0, right=1, top=1, bottom=0, wspace=0, hspace=0)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
 
 
 def write_model_card(model_dir: Path, records, data_stats: dict) -> None:
@@ -286,7 +308,7 @@ def _print_summary(summary: dict) -> None:
     _say(f"  model card                 {files['model_card']}")
     _say(f"  leaderboard                {files['leaderboard']}")
     _say(f"  phase timelines            {Path(files['timelines'][0]).parent}")
-    _say(f"  attention maps             {Path(files['attention'][0]).parent.parent}")
+    _say(f"  attention maps             {files['attention'][-1]}")
     _say(f"Everything is in {summary['output_dir']}")
 
 

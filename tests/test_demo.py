@@ -83,7 +83,7 @@ def test_demo_writes_model_card_leaderboard_and_pictures(demo_run):
     timelines = [Path(p) for p in files["timelines"]]
     assert timelines and all(p.suffix == ".png" and p.stat().st_size > 1000 for p in timelines)
     attention = [Path(p) for p in files["attention"]]
-    assert len(attention) == 6  # one frame per phase
+    assert len(attention) == 7 and attention[-1].name == "overview.png"  # one frame per phase, and all of them
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in attention)
 
 

@@ -51,7 +51,11 @@ class LogisticProbe:
     """`StandardScaler` + `LogisticRegression` (see the module docstring)."""
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, seed: int = 0):
-        from sklearn.linear_model import LogisticRegression
+        try:
+            from sklearn.linear_model import LogisticRegression
+        except ImportError:
+            raise ImportError("linear probing needs scikit-learn: pip install scikit-learn (or the package's "
+                              "'train' extra)") from None
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
