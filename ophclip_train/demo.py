@@ -195,13 +195,23 @@ def tile_images(paths: list[Path], out: Path, columns: int = 2) -> Path:
     return out
 
 
-def write_model_card(model_dir: Path, records, data_stats: dict) -> None:
-    """The model card of the demo model, with its evaluation table, and its `.eval_results/`."""
+def portable_options(options: dict, root: Path) -> dict:
+    """The run's options with paths inside the demo folder made relative to it: a card is read elsewhere."""
+    prefix = str(root).rstrip("/") + "/"
+    return {name: value[len(prefix):] if isinstance(value, str) and value.startswith(prefix) else value
+            for name, value in options.items()}
+
+
+def write_model_card(model_dir: Path, records, data_stats: dict, root: Path) -> None:
+    """The model card of the demo model, with its evaluation table, and its `.eval_results/`; paths under `root`
+    (the demo folder) are written relative to it."""
     from evaluate_suite.leaderboard import model_index, write_eval_results
     from model_cards import build_model_card
 
+    options = json.loads((model_dir / "pretraining_config.json").read_text())
     card = build_model_card(
         model_dir, model_id=MODEL_ID, eval_results=model_index(records, MODEL_ID), data_stats=data_stats,
+        training_args=portable_options(options, root),
         model_summary=(f"`{MODEL_ID}` is a small OphCLIP (two-stage ResNet + four-layer BERT) pretrained from scratch "
                        "on the synthetic OphVL-mini by the project's demo (`make demo`), with the full hierarchical "
                        "retrieval-augmented objective. It shows the method end to end; it is not a model of real "
@@ -261,7 +271,7 @@ def run_demo(output_dir, *, max_steps: int = 300, videos: int = 40, silent: int 
     _say(f"[6/{steps}] writing the model folder and its model card ...")
     records = latest_records(read_records(results))
     data_stats = {subset: mini[subset] for subset in ("clips", "videos", "silent")}
-    write_model_card(model_dir, records, data_stats)
+    write_model_card(model_dir, records, data_stats, out)
 
     _say(f"[7/{steps}] attention maps (Grad-CAM for each phase's prompt) ...")
     attention = attention_maps(model_dir, data / "benchmark", out / "attention")
