@@ -96,11 +96,10 @@ def _options(values: dict) -> list[str]:
     return args
 
 
-def pretrain(out_dir: Path, data: Path, tokenizer: Path, max_steps: int, retrieval: bool,
-             extra: dict | None = None) -> Path:
+def pretrain(out_dir: Path, data: Path, tokenizer: Path, max_steps: int, retrieval: bool) -> Path:
     """Run `train_accelerate.py` in a child process (its own Accelerate state; its progress bar on this terminal) and
     return its final model folder."""
-    options = {**TRAINING_OPTIONS, **(extra or {}), "data_path": data, "tokenizer_name_or_path": tokenizer,
+    options = {**TRAINING_OPTIONS, "data_path": data, "tokenizer_name_or_path": tokenizer,
                "output_dir": out_dir, "max_steps": max_steps, "retrieval": retrieval}
     command = [sys.executable, "-m", "train_accelerate", *_options(options)]
     completed = subprocess.run(command)
