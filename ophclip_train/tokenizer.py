@@ -45,14 +45,12 @@ def ophvl_texts(path, subsets: Iterable[str] = SUBSETS) -> Iterator[str]:
     base = resolve_path(path)
     found = False
     for subset in subsets:
-        try:
+        try:  # the builder lists the shards when the stream is made
             ds = OphVL(config_name=subset, base_path=base).as_streaming_dataset(split="train")
-            examples = iter(ds.select_columns(["text", "title"]))
-            first = next(examples, None)
         except FileNotFoundError as error:
             logger.info(f"tokenizer corpus: no {subset} shards ({error})")
             continue
-        for example in ([first] if first is not None else []) + list(examples):
+        for example in ds.select_columns(["text", "title"]):
             found = True
             for text in (example["text"], example["title"]):
                 if text:

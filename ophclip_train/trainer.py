@@ -84,6 +84,9 @@ class LogWindow:
     """
 
     def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
         self.sums, self.counts, self.samples, self.seconds = {}, {}, {}, {}
 
     def add(self, metrics: dict) -> None:
@@ -102,7 +105,7 @@ class LogWindow:
         record.update({name: total / self.counts[name] for name, total in self.sums.items()})
         record.update({f"{level}s_per_second": self.samples[level] / max(self.seconds[level], 1e-9)
                        for level in self.seconds})
-        self.__init__()
+        self.reset()
         return record
 
 
