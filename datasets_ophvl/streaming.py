@@ -282,26 +282,32 @@ class OphVLCollator:
         processor: an `OphCLIPProcessor`.
         max_length: truncate texts to this many tokens (default: the tokenizer's `model_max_length`).
         text_column: the example field holding the text.
+        id_column: an example field (e.g. `"video_id"`) whose values are passed on as a list under the same name.
     """
 
-    def __init__(self, processor, max_length: int | None = None, text_column: str = "text"):
+    def __init__(self, processor, max_length: int | None = None, text_column: str = "text",
+                 id_column: str | None = None):
         if not hasattr(processor, "tokenizer") or not hasattr(processor, "video_processor"):
             raise TypeError("OphVLCollator needs an OphCLIPProcessor (tokenizer + video processor), got "
                             f"{type(processor).__name__}")
         self.processor = processor
         self.max_length = max_length
         self.text_column = text_column
+        self.id_column = id_column
 
     def __call__(self, examples: list[dict]):
         if not examples:
             raise ValueError("cannot collate an empty list of examples")
         text_kwargs = {"max_length": self.max_length} if self.max_length else {}
-        return self.processor(
+        batch = self.processor(
             text=[example[self.text_column] for example in examples],
             videos=[example["frames"] for example in examples],
             return_tensors="pt",
             **text_kwargs,
         )
+        if self.id_column:
+            batch[self.id_column] = [example.get(self.id_column) for example in examples]
+        return batch
 
 
 __all__ = ["DECODERS", "OphVLCollator", "VideoDecodeError", "decode_sampled_frames", "load_ophvl", "resolve_path"]

@@ -140,6 +140,30 @@ class ObjectiveArguments:
     )
     retrieval_k: int = _help("K: silent videos retrieved per query.", default=4)
     retrieval_weight: float = _help("Weight of the retrieval term in the video-level loss.", default=0.5)
+    retrieval_form: str = _help(
+        "How the retrieved silent videos enter the loss. 'encoded': --retrieval_encode_per_title of each title's "
+        "retrieved videos are decoded and encoded by the current vision tower with gradients and are extra positives "
+        "of the title (silent footage shapes the encoder). 'detached': the retrieved bank vectors, without gradients, "
+        "are positives of the narrated video (the earlier form, kept for comparison). See objectives.losses.",
+        default="encoded",
+    )
+    retrieval_pairing: str = _help(
+        "'mips': each title retrieves its top-K silent videos by maximum inner product search. 'random': K silent "
+        "videos drawn at random per title (the ablation that keeps the compute and the silent data but not the "
+        "retrieval).",
+        default="mips",
+    )
+    retrieval_encode_per_title: int = _help(
+        "Encoded form: retrieved silent videos per title decoded and encoded with gradients at every video step "
+        "(drawn among its top-K; at most --retrieval_k).",
+        default=1,
+    )
+    retrieval_ground_truth: str | None = _help(
+        "A JSON-lines file of hidden ground truth per video (`video_id`, `cataract`, `phases`; OphVL-mini writes "
+        "hidden/ground_truth.jsonl) used only to log retrieval precision@K at every video step and at the end. "
+        "It never enters the loss.",
+        default=None,
+    )
     bank_refresh_rows_per_step: int = _help(
         "Memory-bank rows re-encoded with the current model after every optimiser step (a deterministic cycle over "
         "the bank; 0: none).",
@@ -294,6 +318,16 @@ class PretrainConfig:
         o.pattern()  # raises on a bad schedule
         if o.retrieval_k < 1:
             raise ValueError(f"--retrieval_k must be >= 1, got {o.retrieval_k}")
+        if o.retrieval_form not in ("encoded", "detached"):
+            raise ValueError(f"--retrieval_form must be 'encoded' or 'detached', got {o.retrieval_form!r}")
+        if o.retrieval_pairing not in ("mips", "random"):
+            raise ValueError(f"--retrieval_pairing must be 'mips' or 'random', got {o.retrieval_pairing!r}")
+        if not 1 <= o.retrieval_encode_per_title <= o.retrieval_k:
+            raise ValueError(f"--retrieval_encode_per_title must be in [1, --retrieval_k {o.retrieval_k}], got "
+                             f"{o.retrieval_encode_per_title}")
+        if o.retrieval_ground_truth and not os.path.isfile(o.retrieval_ground_truth):
+            raise FileNotFoundError(f"--retrieval_ground_truth {o.retrieval_ground_truth} is not a file; expected "
+                                    "a JSON-lines ground-truth file such as OphVL-mini's hidden/ground_truth.jsonl")
         if o.retrieval_weight < 0 or o.simsiam_weight < 0:
             raise ValueError("--retrieval_weight and --simsiam_weight must be >= 0")
         if o.bank_refresh_rows_per_step < 0 or o.bank_full_refresh_every < 0:

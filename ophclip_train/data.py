@@ -160,7 +160,8 @@ def build_level_stream(level: str, data_path, processor, data_args, seed: int, m
     dataset = load_ophvl(data_path, TEXT_LEVELS[level], processor=processor, num_frames=data_args.num_frames,
                          shuffle_buffer=data_args.shuffle_buffer, seed=seed, decoder=data_args.decoder,
                          cache_dir=data_args.cache_dir)
-    collator = SnapshotCollator(OphVLCollator(processor, max_length=max_length))
+    # The video ids travel with the batch (retrieval quality is scored per video against a hidden ground truth).
+    collator = SnapshotCollator(OphVLCollator(processor, max_length=max_length, id_column="video_id"))
     worker_init = WorkerStateLoader()
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, drop_last=True,
                         num_workers=data_args.dataloader_num_workers, worker_init_fn=worker_init,

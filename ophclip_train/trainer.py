@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -255,6 +256,7 @@ class Pretrainer:
     def _set_bank(self, bank):
         self.bank = bank
         self._bank_table = bank.dataset.select_columns(["shard", "offset", "size"]).to_dict()
+        self._bank_ids = list(bank.dataset["video_id"])
 
     def _build_bank(self):
         """Index the silent videos and encode all of them (every process its share)."""
@@ -336,20 +338,105 @@ class Pretrainer:
 
         return embed_fn, loss_fn
 
-    def _video_fns(self):
+    def _retrieve_for_step(self, step: int, batch: dict):
+        """This video step's retrieval, `(vectors, mask, indices)` as `objectives.retrieve` gives them: the titles,
+        embedded without gradients in eval mode (no dropout), query the bank by maximum inner product search; with
+        `--retrieval_pairing random` each title gets K random rows instead (the ablation)."""
+        from .objectives import random_pairing, retrieve
+
+        o, t = self.config.objectives, self.config.training
+        if o.retrieval_pairing == "random":
+            generator = torch.Generator().manual_seed(_step_seed(t.seed, step, self.accelerator.process_index, 2))
+            return random_pairing(self.bank, len(batch["input_ids"]), o.retrieval_k, generator,
+                                  device=self.accelerator.device)
+        self.unwrapped.eval()
+        try:
+            with torch.no_grad():
+                titles = self.unwrapped(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                        token_type_ids=batch.get("token_type_ids"))["text_embeds"]
+        finally:
+            self.unwrapped.train()
+        return retrieve(self.bank, titles.float(), o.retrieval_k)
+
+    def _silent_micro_batch(self, step: int, retrieved) -> dict:
+        """The encoded form's extra micro-batch: `--retrieval_encode_per_title` of each title's retrieved silent
+        videos, decoded (`silent_rows`: the rows that decoded, `pixel_values_videos`, `frame_mask`)."""
+        from .data import SilentCollator, SilentVideoDataset
+        from .objectives import rows_to_encode
+
+        o, c = self.config.objectives, self.config
+        _, mask, indices = retrieved
+        generator = torch.Generator().manual_seed(_step_seed(c.training.seed, step, self.accelerator.process_index, 3))
+        rows = rows_to_encode(indices, mask, o.retrieval_encode_per_title, generator)
+        video_processor = self.processor.video_processor
+        dataset = SilentVideoDataset(self.data_path, self._bank_table, rows, video_processor, c.data.num_frames,
+                                     c.data.decoder)
+        decoded = SilentCollator(video_processor)([dataset[i] for i in range(len(dataset))])
+        self._failed_rows.update(decoded["failed"])  # counted and named in skip_counts by the dataset
+        micro = {"silent_rows": np.asarray(decoded["rows"], dtype=np.int64)}
+        if decoded["rows"]:
+            micro["pixel_values_videos"] = decoded["pixel_values_videos"].to(self.accelerator.device)
+            micro["frame_mask"] = decoded["frame_mask"].to(self.accelerator.device)
+        return micro
+
+    def _retrieval_quality(self, batch: dict, retrieved) -> dict:
+        """precision@K of this step's retrieval against the hidden ground truth (`--retrieval_ground_truth`), per
+        field with its chance level, as tensors to be logged with the losses (empty without a ground truth)."""
+        from .objectives import retrieval_precision
+
+        if self._truth is None:
+            return {}
+        _, mask, indices = retrieved
+        truth = self._truth
+        ids = batch.get("video_id") or [None] * len(indices)
+        retrieved_truth = [[truth.get(self._bank_ids[r]) if ok and r >= 0 else None for r, ok in zip(row, valid)]
+                           for row, valid in zip(indices.tolist(), mask.tolist())]
+        quality = retrieval_precision([truth.get(v) for v in ids], retrieved_truth,
+                                      [truth.get(v) for v in self._bank_ids])
+        metrics = {}
+        for name, value in quality.items():
+            for kind in ("precision", "chance"):
+                number = math.nan if value[kind] is None else value[kind]
+                metrics[f"retrieval_{kind}_{name}"] = torch.tensor(number, dtype=torch.float32)
+        return metrics
+
+    def _video_fns(self, step: int, batch: dict, micro_batches: list[dict]):
+        """`(embed_fn, loss_fn, micro_batches, extra metrics)` of a video step. In the encoded form the silent videos
+        are one more micro-batch, first, whose `embed_fn` returns no text and their video embeddings."""
         from .objectives import make_video_level_loss_fn
 
         o = self.config.objectives
+        logit_scale = self.unwrapped.model.logit_scale
+        if not self.use_bank:
+            return self._narrated_embed_fn, make_video_level_loss_fn(logit_scale), micro_batches, {}
+        retrieved = self._retrieve_for_step(step, batch)
+        extra = self._retrieval_quality(batch, retrieved)
+        if o.retrieval_form == "detached":
+            loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved)
+            return self._narrated_embed_fn, loss_fn, micro_batches, extra
+        silent = self._silent_micro_batch(step, retrieved)
+        extra["silent_videos_encoded"] = torch.tensor(float(len(silent["silent_rows"])))
+        loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved,
+                                           silent_rows=silent["silent_rows"])
+        dim = self.unwrapped.model.config.projection_dim
 
         def embed_fn(micro):
-            out = self.module(input_ids=micro["input_ids"], attention_mask=micro.get("attention_mask"),
-                              token_type_ids=micro.get("token_type_ids"),
-                              pixel_values_videos=micro["pixel_values_videos"], frame_mask=micro.get("frame_mask"))
-            return out["text_embeds"], out["video_embeds"]
+            if "silent_rows" not in micro:
+                return self._narrated_embed_fn(micro)
+            if "pixel_values_videos" not in micro:  # nothing decoded on this process: no rows, no forward
+                empty = torch.zeros(0, dim, device=self.accelerator.device)
+                return empty, empty
+            video = self.module(pixel_values_videos=micro["pixel_values_videos"],
+                                frame_mask=micro["frame_mask"])["video_embeds"]
+            return video.new_zeros(0, video.shape[-1]), video
 
-        loss_fn = make_video_level_loss_fn(self.unwrapped.model.logit_scale, bank=self.bank if self.use_bank else None,
-                                           k=o.retrieval_k, retrieval_weight=o.retrieval_weight)
-        return embed_fn, loss_fn
+        return embed_fn, loss_fn, [silent, *micro_batches], extra
+
+    def _narrated_embed_fn(self, micro):
+        out = self.module(input_ids=micro["input_ids"], attention_mask=micro.get("attention_mask"),
+                          token_type_ids=micro.get("token_type_ids"),
+                          pixel_values_videos=micro["pixel_values_videos"], frame_mask=micro.get("frame_mask"))
+        return out["text_embeds"], out["video_embeds"]
 
     def training_step(self, step: int) -> tuple[str, dict, int]:
         """Train step `step` (0-based); returns `(level, detached local losses, per-process batch size)`."""
@@ -360,7 +447,11 @@ class Pretrainer:
         torch.manual_seed(_step_seed(t.seed, step, self.accelerator.process_index))  # dropout, accumulation seeds
         batch = next(self.streams[level])
         micro_batches = split_batch(batch, t.gradient_accumulation_steps)
-        embed_fn, loss_fn = self._clip_fns(step, micro_batches) if level == "clip" else self._video_fns()
+        extra = {}
+        if level == "clip":
+            embed_fn, loss_fn = self._clip_fns(step, micro_batches)
+        else:
+            embed_fn, loss_fn, micro_batches, extra = self._video_fns(step, batch, micro_batches)
         captured = []
         if t.debug_dir and not self._dumped_first_step:
             inner = embed_fn
@@ -375,6 +466,7 @@ class Pretrainer:
         losses = CachedFeatureAccumulator().accumulate_step(
             micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
             no_sync=lambda: self.accelerator.no_sync(self.module))
+        losses.update(extra)
         if not self._all_finite(losses["loss"]):
             # One bad batch must not poison the weights: drop its gradients, keep the schedule where it is.
             self.optimizer.zero_grad(set_to_none=True)
@@ -550,6 +642,12 @@ class Pretrainer:
         self._failed_rows = set()
         self.evaluator = None
         self._log_window = LogWindow()
+        self._truth = None
+        self._precision_windows = []
+        if c.objectives.retrieval_ground_truth and self.use_bank:
+            from datasets_ophvl.mini import read_ground_truth
+
+            self._truth = read_ground_truth(c.objectives.retrieval_ground_truth)
         if t.eval_steps:
             from .evaluation import ZeroShotEvaluator
 
@@ -568,11 +666,19 @@ class Pretrainer:
         t = self.config.training
         began = time.perf_counter()
         level, losses, batch_size = self.training_step(step)
+        refresh_began = time.perf_counter()
         refreshed = self._refresh_after_step(step + 1)
+        refresh_seconds = time.perf_counter() - refresh_began
         metrics = self._log_step(step, level, losses, batch_size, time.perf_counter() - began, refreshed)
+        if self.use_bank:
+            metrics["bank/refresh_seconds"] = refresh_seconds
         self._log_window.add(metrics)
         if t.logging_steps and ((step + 1) % t.logging_steps == 0 or step + 1 == t.max_steps):
-            self.accelerator.log(self._log_window.summarize(metrics), step=step + 1)
+            record = self._log_window.summarize(metrics)
+            if "video/retrieval_precision_cataract" in record:
+                self._precision_windows.append((step + 1, record["video/retrieval_precision_cataract"],
+                                                record["video/retrieval_chance_cataract"]))
+            self.accelerator.log(record, step=step + 1)
         return metrics
 
     def train(self) -> dict:
@@ -609,6 +715,7 @@ class Pretrainer:
             if t.debug_step_delay:
                 time.sleep(t.debug_step_delay)
         progress.close()
+        self._report_retrieval_quality()
         final_dir = self._finish(max(start, t.max_steps))
         return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last}
 
@@ -629,6 +736,15 @@ class Pretrainer:
         """Whether any process was asked to stop; all processes agree, so they save the same checkpoint together."""
         flag = torch.tensor([1 if stop.is_set() else 0], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item())
+
+    def _report_retrieval_quality(self) -> None:
+        """One line at the end: retrieval precision@K for cataract type in the first and last logging windows that
+        had a video step, beside its chance level (with --retrieval_ground_truth)."""
+        if not self._precision_windows:
+            return
+        (first_step, first, chance), (last_step, last, _) = self._precision_windows[0], self._precision_windows[-1]
+        logger.info(f"retrieval precision@{self.config.objectives.retrieval_k} (cataract type): {first:.3f} at step "
+                    f"{first_step} -> {last:.3f} at step {last_step} (chance {chance:.3f})")
 
     def _write_model_card(self, final_dir: Path) -> None:
         """`README.md` of the final folder, from the run's own options (`model_cards.build_model_card`). Without
