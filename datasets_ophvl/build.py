@@ -14,12 +14,15 @@ rewriting, title summary, re-encoding, shard writing). Any stage can be skipped 
 
 The build is resumable: kill it at any point and run the same command again; finished videos are not redone, no
 sample is lost or written twice. Nothing is written outside OUT (model weights aside: Hub models are read through
-the usual Hugging Face cache). A finished OUT is only replaced with `--overwrite`.
+the usual Hugging Face cache). A finished OUT is only replaced with `--overwrite`, which removes only what a build
+writes. Refused with a one-line error: SRC and OUT that overlap (one inside the other, links resolved), an SRC without
+media files, a README.md in OUT that is not an OphVL dataset card (with `--overwrite`).
 """
 
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 import textwrap
@@ -31,9 +34,11 @@ from .curation import (
     STAGE_ORDER, STAGES, Skip, StageSetupError, VideoItem, build_stages, describe_settings, resolve_stage_names,
     stage_config,
 )
-from .curation.sources import Source, discover
+from .curation.sources import VIDEO_SUFFIXES, Source, assignments, discover, find_media
 from .curation.state import STATE_DIR, BuildState
 from .curation.transcripts import TranscriptError, read_transcript
+from .format import SUBSETS
+from .shards import MANIFEST, SHARD_NAME
 
 
 logger = logging.getLogger("datasets_ophvl.build")
@@ -47,17 +52,72 @@ class BuildError(RuntimeError):
 # Output folder
 
 
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_folders(src: Path, out: Path) -> None:
+    """Refuse SRC and OUT that are the same folder or lie one inside the other (after resolving links): the build
+    writes (and `--overwrite` removes) in OUT, and reads SRC."""
+    real_src, real_out = src.resolve(), out.resolve()
+    if real_src == real_out:
+        raise BuildError(f"SRC and OUT are the same folder ({real_src}); expected an OUT of its own, outside SRC")
+    if real_out in real_src.parents:
+        raise BuildError(f"SRC {src} lies inside OUT {out} (resolved: {real_src} in {real_out}); expected an OUT "
+                         "outside the source videos, which a rebuild must never touch")
+    if real_src in real_out.parents:
+        raise BuildError(f"OUT {out} lies inside SRC {src} (resolved: {real_out} in {real_src}); expected an OUT "
+                         "outside the source folder")
+    # The folders the build writes into must not lead into SRC either (a link inside OUT).
+    for folder in [out / "data", *(out / "data" / subset for subset in SUBSETS), out / STATE_DIR]:
+        if (folder.exists() or folder.is_symlink()) and _overlaps(folder.resolve(), real_src):
+            raise BuildError(f"{folder} leads to {folder.resolve()}, which overlaps SRC {src}; expected OUT's own "
+                             "folder (the build writes and --overwrite removes files there)")
+
+
+def _is_build_file(path: Path) -> bool:
+    """A file that `ShardWriter` writes in `data/<subset>/` (parts, shards, their temporary files, the manifest)."""
+    name = path.name
+    return (name in (MANIFEST, MANIFEST + ".tmp") or bool(SHARD_NAME.match(name))
+            or bool(re.fullmatch(r"part-\d{5,}\.tar(\.tmp)?", name)))
+
+
+def remove_build_output(out: Path) -> None:
+    """What `--overwrite` removes: the files a build writes (shards and parts in `data/<subset>/`, the build's
+    bookkeeping in `.ophvl-build/`, a `README.md` that is an OphVL dataset card) and the folders they leave empty.
+    Anything else in OUT stays. A `README.md` that is not an OphVL card is refused rather than replaced."""
+    from .card import is_ophvl_card
+
+    readme = out / "README.md"
+    if (readme.exists() or readme.is_symlink()) and not (readme.is_file() and not readme.is_symlink()
+                                                          and is_ophvl_card(readme)):
+        raise BuildError(f"{readme} is not an OphVL dataset card (expected one a build wrote, with a configs: block "
+                         "for clips, videos, silent); --overwrite would replace it: move it or choose another OUT")
+    for folder in [out / "data" / subset for subset in SUBSETS] + [out / "data", out / STATE_DIR]:
+        if folder.is_symlink():
+            raise BuildError(f"{folder} is a link; expected a folder the build made (--overwrite removes files there)")
+    for subset in SUBSETS:
+        folder = out / "data" / subset
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if _is_build_file(path) and (path.is_file() or path.is_symlink()):
+                    path.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    if (out / "data").is_dir() and not any((out / "data").iterdir()):
+        (out / "data").rmdir()
+    if (out / STATE_DIR).is_dir():
+        shutil.rmtree(out / STATE_DIR)
+    if readme.is_file():
+        readme.unlink()
+
+
 def prepare_output(out: Path, config: dict, overwrite: bool) -> BuildState:
     """Check OUT (refuse a finished build, a foreign folder, or other settings, unless `overwrite`) and return its state."""
     state = BuildState(out)
     finished = state.finalized or (not state.exists and (out / "README.md").exists() and (out / "data").exists())
     if overwrite:
-        # Remove only what a build writes; anything else the user keeps in OUT stays.
-        for name in ("data", STATE_DIR):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        if (out / "README.md").exists():
-            (out / "README.md").unlink()
+        remove_build_output(out)  # only what a build writes; anything else the user keeps in OUT stays
     elif finished:
         raise BuildError(f"{out} holds a finished OphVL dataset; pass --overwrite to rebuild it")
     elif out.exists() and any(out.iterdir()) and not state.exists:
@@ -183,13 +243,16 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise BuildError(f"source folder {src} does not exist")
-    if src.resolve() == out.resolve():
-        raise BuildError("SRC and OUT must be different folders")
+    check_folders(src, out)
     if shard_multiple < 1:
         raise BuildError(f"--shard-multiple must be >= 1, got {shard_multiple}")
     names = [stage.name for stage in stages]
     if names != [n for n in STAGE_ORDER if n in names]:
         raise BuildError(f"stages must be in pipeline order {STAGE_ORDER}, got {names}")
+    media = find_media(src, exclude=out)
+    if not media:
+        raise BuildError(f"{src} holds no media files: expected videos ending in {', '.join(VIDEO_SUFFIXES)} "
+                         "(searched in all sub-folders except hidden ones)")
     config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
     state = prepare_output(out, config, overwrite)
 
@@ -200,7 +263,12 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
         if hasattr(stage, "progress"):
             stage.progress = progress
 
-    sources = discover(src, exclude=out)
+    # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
+    assigned = state.saved_sources()
+    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys())
+    given = {**assigned, **assignments(src, sources)}
+    if given != assigned:
+        state.save_sources(given)  # before any video is processed: a kill cannot lose them
     todo = [source for source in sources if source.video_id not in state]
     logger.info("%d media files in %s, %d already done", len(sources), src, len(sources) - len(todo))
     pending: list[dict] = []  # written, but not all in finished parts yet
@@ -294,7 +362,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="TEXT", help="the dataset's name in its card (default: the name of OUT)")
     p.add_argument("--license", default="other", metavar="ID", help="licence id for the card (default: other)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished (or differently configured) build in "
-                   "OUT; only data/, README.md and .ophvl-build/ are removed")
+                   "OUT; only what a build writes is removed (shards and parts in data/<subset>/, .ophvl-build/, a "
+                   "README.md that is an OphVL dataset card; another README.md is refused)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first error in a stage instead of skipping "
                    "and counting the video")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -80,3 +80,20 @@ def write_dataset_card(root, pretty_name: str = "OphVL", stats: dict | None = No
     path = Path(root) / "README.md"
     atomic_write_bytes(path, str(card).encode())
     return path
+
+
+def is_ophvl_card(path) -> bool:
+    """Whether `path` is an OphVL dataset card (a README.md whose YAML `configs:` names OphVL subsets), as
+    `write_dataset_card` and the dataset card of `model_cards` write it."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if not text.startswith("---"):
+            return False
+        metadata = yaml.safe_load(text.split("\n---", 1)[0].split("\n", 1)[1])
+    except (OSError, UnicodeError, IndexError, yaml.YAMLError):
+        return False  # unreadable, or without a metadata block: not ours
+    configs = metadata.get("configs") if isinstance(metadata, dict) else None
+    names = {c.get("config_name") for c in configs if isinstance(c, dict)} if isinstance(configs, list) else set()
+    return bool(names & set(SUBSETS))

@@ -19,6 +19,7 @@ Keys contain no dots or slashes (WebDataset splits a member name at its first do
 `validate_record` checks one json against these rules and says what is wrong; readers skip and count bad samples.
 """
 
+import math
 import re
 
 
@@ -63,7 +64,20 @@ def configs_block() -> list[dict]:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A finite int or float (not a bool): NaN and ±Infinity (which `json.loads` accepts) are not numbers here."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _check_seconds(record: dict, field: str) -> str | None:
+    value = record.get(field)
+    if not _is_number(value):
+        return f"`{field}` is {value!r}, expected a finite number of seconds"
+    return None
 
 
 def _check_text(record: dict, field: str) -> str | None:
@@ -84,12 +98,18 @@ def validate_record(subset: str, record) -> str | None:
     if not isinstance(record.get("video_id"), str) or not record["video_id"]:
         return "missing `video_id`"
     if subset == "clips":
-        start, end = record.get("start"), record.get("end")
-        if not (_is_number(start) and _is_number(end)) or not 0 <= start < end:
+        problem = _check_seconds(record, "start") or _check_seconds(record, "end")
+        if problem:
+            return problem
+        start, end = record["start"], record["end"]
+        if not 0 <= start < end:
             return f"invalid clip times start={start!r} end={end!r} (expected 0 <= start < end)"
         return _check_text(record, "narration")
-    if not _is_number(record.get("duration")) or record["duration"] <= 0:
-        return f"invalid `duration` {record.get('duration')!r} (expected seconds > 0)"
+    problem = _check_seconds(record, "duration")
+    if problem:
+        return problem
+    if record["duration"] <= 0:
+        return f"invalid `duration` {record['duration']!r} (expected seconds > 0)"
     if subset == "videos":
         problem = _check_text(record, "title")
         if problem:

@@ -5,20 +5,25 @@ when complete, and only then recorded, with its sample keys, in a manifest (itse
 is killed therefore loses at most the part it was writing; on restart the writer drops leftovers (temporary files and
 parts the manifest does not know), and reports the keys it already holds so the build skips them: nothing is
 duplicated and nothing is lost. `finalize` renames (or, to reach a multiple of the reader count, re-packs) the parts
-into `train-00000-of-NNNNN.tar` files.
+into `train-00000-of-NNNNN.tar` files. The manifest says which set is the data at every moment (the parts until the
+shards are recorded, the shards after): whatever is not in it is removed on restart, so a finalize killed at any point
+and rerun, even with another shard count, never leaves two sets side by side (samples read twice).
 """
 
 import io
 import json
 import math
 import os
+import re
 import tarfile
 from pathlib import Path
 
-from .format import SUBSETS, shard_name, validate_record
+from .format import SPLIT, SUBSETS, shard_name, validate_record
 
 
 MANIFEST = ".ophvl-manifest.json"
+# What `finalize` writes (`format.shard_name`), and its temporary files.
+SHARD_NAME = re.compile(rf"^{SPLIT}-\d{{5,}}-of-\d{{5,}}\.tar(\.tmp)?$")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -89,17 +94,27 @@ class ShardWriter:
         return self._manifest["shards"] is not None
 
     def _drop_leftovers(self):
+        """Bring the folder to what the manifest says, whatever point a kill interrupted.
+
+        Unfinalized: the recorded parts are the data; temporary files, unrecorded parts and any `train-*` shard (the
+        output of a finalize that was killed before it was recorded; a rerun may choose another shard count, so these
+        would be read beside the new ones) are removed. Finalized: pending renames are done, then everything that is
+        not one of the recorded shards goes: parts, temporary files, shards of another count."""
         if self.finalized:
             # Finish a finalize that was interrupted: pending renames first, then parts that were re-packed.
             for part, name in self._manifest.get("renames", {}).items():
                 if (self.dir / part).exists():
                     os.replace(self.dir / part, self.dir / name)
-            for path in self.dir.glob("part-*"):
-                path.unlink()
+            shards = set(self._manifest["shards"])
+            for path in list(self.dir.iterdir()):
+                if path.name.endswith(".tmp") or path.name.startswith("part-") or (
+                        SHARD_NAME.match(path.name) and path.name not in shards):
+                    path.unlink()
             return
         known = {part["name"] for part in self._manifest["parts"]}
-        for path in self.dir.iterdir():
-            if path.name.endswith(".tmp") or (path.name.startswith("part-") and path.name not in known):
+        for path in list(self.dir.iterdir()):
+            if (path.name.endswith(".tmp") or (path.name.startswith("part-") and path.name not in known)
+                    or SHARD_NAME.match(path.name)):
                 path.unlink()
 
     def _save_manifest(self):
@@ -147,19 +162,31 @@ class ShardWriter:
 
         Streaming readers split shards across processes × DataLoader workers; a count that is a multiple of that
         product gives every reader the same number of shards. Parts are renamed when their count already fits,
-        otherwise their samples are re-packed evenly (copying bytes, no re-encoding).
+        otherwise their samples are re-packed evenly (copying bytes, no re-encoding). Shards finalized earlier with a
+        count that is not a multiple of `shard_multiple` are re-packed to one that is.
         """
+        if shard_multiple < 1:
+            raise ValueError(f"shard_multiple must be >= 1, got {shard_multiple}")
         if self.finalized:
-            return [self.dir / name for name in self._manifest["shards"]]
-        self.flush()
-        parts = [self.dir / part["name"] for part in self._manifest["parts"]]
-        total = max(shard_multiple, math.ceil(len(parts) / shard_multiple) * shard_multiple)
-        names = [shard_name(i, total) for i in range(total)]
-        # Record the outcome before touching the parts, so that a finalize killed half-way completes on restart.
-        if len(parts) == total:
-            self._manifest["renames"] = {part.name: name for part, name in zip(parts, names)}
+            shards = self._manifest["shards"]
+            if len(shards) % shard_multiple == 0:
+                return [self.dir / name for name in shards]
+            # Finalized before with another shard count (a build killed after its shards were recorded, rerun with
+            # another --shard-multiple): re-pack the shards. Until the new set is recorded the old one is the data.
+            sources = [self.dir / name for name in shards]
         else:
-            self._repack(parts, names)
+            self.flush()
+            self._drop_leftovers()  # shards of a finalize that failed earlier in this process
+            sources = [self.dir / part["name"] for part in self._manifest["parts"]]
+        total = max(shard_multiple, math.ceil(len(sources) / shard_multiple) * shard_multiple)
+        names = [shard_name(i, total) for i in range(total)]
+        # Record the outcome before removing anything, so that a finalize killed at any point either completes on
+        # restart (renames recorded) or is redone from the parts (nothing recorded: its shards are dropped).
+        if len(sources) == total and not self.finalized:
+            self._manifest["renames"] = {part.name: name for part, name in zip(sources, names)}
+        else:
+            self._repack(sources, names)
+            self._manifest.pop("renames", None)
         self._manifest["shards"] = names
         self._save_manifest()
         self._drop_leftovers()

@@ -10,8 +10,9 @@ or `publish_model(folder, repo_id, ...)` / `publish_dataset(folder, repo_id, ...
 1. **Validate** the folder (nothing is sent when it fails): a model folder must load with
    `AutoConfig.from_pretrained(folder, trust_remote_code=True)`, hold its weights, the remote-code files its
    `auto_map`s name and a model card whose metadata parses, and its `.eval_results/*.yaml` must parse as evaluation
-   results; a dataset folder needs a card with a `configs:` block whose data files all match shards in the folder, and
-   no unfinished build (`*.tmp`, `part-*.tar`).
+   results; a dataset folder needs a card with a `configs:` block whose data files all match shards in the folder,
+   complete shard sets (every `train-NNNNN-of-TTTTT.tar` from 0 to TTTTT-1, one total per folder: a missing shard or
+   a leftover of an earlier shard count is refused, named) and no unfinished build (`*.tmp`, `part-*.tar`).
 2. **Plan** the upload: every file of the folder at the same relative path in the repository, except build
    bookkeeping (`.ophvl-manifest.json`, the `.ophvl-mini.json` marker, `*.tmp`, caches, `.git`, other hidden
    files; `.eval_results/` and `.gitattributes` are kept). `--dry-run` prints this plan (path in the repository,
@@ -33,6 +34,7 @@ saved by `hf auth login`.
 import argparse
 import fnmatch
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -213,12 +215,20 @@ def _check_eval_results(folder: Path) -> None:
                            f"{type(err).__name__}: {err}") from None
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """The weight files at the top of a model folder (what `from_pretrained` reads)."""
+    return sorted({path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern) if path.is_file()})
+
+
 def validate_model_folder(folder) -> list[str]:
     """Check that `folder` is a publishable OphCLIP model; raise `PublishError` if not. Returns notes (non-fatal)."""
     folder = _check_folder(folder)
     notes = []
     if not (folder / "config.json").is_file():
         raise _invalid(f"{folder} has no config.json: save the model with save_pretrained first")
+    if not _weight_files(folder):
+        raise _invalid(f"{folder} has no weights: expected model.safetensors (or files matching "
+                       f"{', '.join(WEIGHT_PATTERNS)}) beside config.json; save the model with save_pretrained")
     try:
         from transformers import AutoConfig
 
@@ -226,8 +236,6 @@ def validate_model_folder(folder) -> list[str]:
     except Exception as err:  # noqa: BLE001 - whatever stops the config from loading stops the repository too
         raise _invalid(f"{folder}/config.json does not load with AutoConfig.from_pretrained(trust_remote_code=True): "
                        f"{type(err).__name__}: {err}") from None
-    if not any(folder.glob(p) for p in WEIGHT_PATTERNS):
-        raise _invalid(f"{folder} has no weights ({', '.join(WEIGHT_PATTERNS)})")
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
@@ -272,10 +280,59 @@ def validate_dataset_folder(folder) -> list[str]:
     if unfinished:
         raise _invalid(f"{folder} holds an unfinished build ({', '.join(unfinished[:3])}"
                        f"{', ...' if len(unfinished) > 3 else ''}): finish or resume it first")
-    empty = [name for name, files in config_files(folder, configs).items() if not files]
+    matched = config_files(folder, configs)
+    empty = [name for name, files in matched.items() if not files]
     if empty:
         raise _invalid(f"{folder}: no data files match the configs {', '.join(empty)} of the dataset card")
+    for name, files in matched.items():
+        problem = shard_set_problem(folder, files)
+        if problem:
+            raise _invalid(f"{folder}: config {name}: {problem}")
     return []
+
+
+_SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5,})-of-(?P<total>\d{5,})(?P<suffix>\..+)$")
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def shard_set_problem(folder, files) -> str | None:
+    """Why the numbered shards among `files` (paths under `folder` named `<prefix>-NNNNN-of-TTTTT.<ext>`) are not
+    complete sets, or None.
+
+    Within a folder and prefix, every shard must say the same total `TTTTT` (a mix is the leftover of an earlier
+    build with another shard count: those files would be read twice) and every index `0 .. TTTTT-1` must be there.
+    Files not named like shards are not judged."""
+    folder = Path(folder)
+    groups: dict[tuple[str, str, str], dict[int, list[tuple[int, str]]]] = {}
+    for path in files:
+        relative = Path(path).relative_to(folder)
+        match = _SHARD_NAME.match(relative.name)
+        if match:
+            group = groups.setdefault((relative.parent.as_posix(), match["prefix"], match["suffix"]), {})
+            group.setdefault(int(match["total"]), []).append((int(match["index"]), relative.as_posix()))
+    for (parent, prefix, suffix), by_total in sorted(groups.items()):
+        where = f"{parent}/{prefix}-*{suffix}"
+        complete = {total for total, shards in by_total.items()
+                    if sorted(index for index, _ in shards) == list(range(total))}
+        if len(by_total) > 1:
+            stale = sorted(path for total, shards in by_total.items() if total not in complete or len(complete) > 1
+                           for _, path in shards)
+            totals = ", ".join(f"-of-{total:05d}" for total in sorted(by_total))
+            return (f"{where} mixes shard sets of different sizes ({totals}); stale or extra shards: "
+                    f"{_listing(stale)}; remove them or rebuild the dataset")
+        total, shards = next(iter(by_total.items()))
+        indices = {index for index, _ in shards}
+        extra = sorted(path for index, path in shards if index >= total)
+        if extra:
+            return f"{where}: shards numbered beyond their total {total}: {_listing(extra)}"
+        if total not in complete:
+            missing = [f"{parent}/{prefix}-{i:05d}-of-{total:05d}{suffix}" for i in range(total) if i not in indices]
+            return (f"{where} is an incomplete set of {total} shards, missing {_listing(missing)}; "
+                    "finish or rebuild the dataset")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------------

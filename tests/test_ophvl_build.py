@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -815,3 +816,235 @@ def test_build_api_with_injected_asr(tmp_path):
     clips = read_subsets(tmp_path / "out")["clips"]
     assert [r["narration"] for _, r in clips.values()] == [
         "We make a clear corneal incision with the keratome.", "Then the phaco tip enters the anterior chamber."]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Hostile inputs and faults (issue 15)
+
+
+class Killed(BaseException):
+    """Stands for a kill at a chosen point: raised by an injected hook, caught by nothing in the build."""
+
+
+def _kill(*args, **kwargs):
+    raise Killed()
+
+
+def _small_build_args(src, out, *extra) -> list[str]:
+    return [str(src), str(out), "--skip-stage", "asr", "--set", "probe.min_duration=2", "--set",
+            "segment.min_seconds=2", "--samples-per-part", "1", "--no-progress", "--fail-fast", *extra]
+
+
+def _progress(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / ".ophvl-build" / "progress.jsonl").read_text().splitlines()]
+
+
+def test_overlapping_src_and_out_are_refused_and_overwrite_keeps_foreign_files(tmp_path, capsys):
+    """D2: SRC inside OUT (OUT/data/raw, also through a link) and OUT inside SRC are refused with --overwrite before
+    anything is removed; --overwrite never replaces a README.md that is not an OphVL card, and keeps every file a
+    build did not write."""
+    out = tmp_path / "out"
+    raw = out / "data" / "raw"
+    raw.mkdir(parents=True)
+    write_video(raw / "case.mp4", 4, audio=False, seed=1)
+    (out / "README.md").write_text("# My project\n\nNotes about the raw videos.\n")
+    before = snapshot(out)
+    capsys.readouterr()
+    assert main(_small_build_args(raw, out, "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lies inside OUT" in err and str(raw) in err
+    link = tmp_path / "videos"
+    link.symlink_to(raw, target_is_directory=True)
+    assert main(_small_build_args(link, out, "--overwrite")) == 2
+    assert "lies inside OUT" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+    # OUT inside SRC, directly or through a link.
+    assert main(_small_build_args(out, raw / "built", "--overwrite")) == 2
+    assert "lies inside SRC" in capsys.readouterr().err
+    out_link = tmp_path / "out-link"
+    out_link.symlink_to(out / "data", target_is_directory=True)
+    assert main(_small_build_args(out, out_link, "--overwrite")) == 2
+    assert "lies inside SRC" in capsys.readouterr().err
+    assert snapshot(out) == before and not out_link.resolve().joinpath(".ophvl-build").exists()
+
+    # A separate SRC: the user's own README.md is refused, not replaced.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "case.mp4").write_bytes((raw / "case.mp4").read_bytes())
+    assert main(_small_build_args(src, out, "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not an OphVL dataset card" in err and str(out / "README.md") in err
+    assert snapshot(out) == before
+
+    # Without it, a build and a rebuild with --overwrite keep what the build did not write.
+    (out / "README.md").unlink()
+    (out / "data" / "clips").mkdir()
+    (out / "data" / "clips" / "notes.txt").write_text("mine")
+    assert main(_small_build_args(src, out, "--overwrite")) == 0
+    assert main(_small_build_args(src, out, "--overwrite")) == 0
+    assert (raw / "case.mp4").read_bytes() == (src / "case.mp4").read_bytes()
+    assert (out / "data" / "clips" / "notes.txt").read_text() == "mine"
+    assert "config_name: clips" in (out / "README.md").read_text()
+    assert set(read_subsets(out)["silent"]) == {"case"}
+
+
+@pytest.mark.parametrize("files", [[], ["notes.txt", ".hidden/case.mp4"]], ids=["empty", "no-media"])
+def test_source_without_media_is_refused(tmp_path, capsys, files):
+    """D16: an SRC without media files does not build a "finished" empty dataset."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in files:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"x")
+    capsys.readouterr()
+    assert main(_small_build_args(src, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{src} holds no media files" in err and ".mp4" in err and ".mkv" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_files_were_added_keeps_every_sample(tmp_path, monkeypatch):
+    """D4: a build is killed before finalizing; files are added to SRC whose id or key an already written video has
+    ("a b" sorts before "a-b" and makes the same key; "case.mkv" beside "case.mp4" changes the id "case"). The
+    resumed build holds every video's samples once, and the progress log claims only samples in the shards."""
+    from datasets_ophvl.shards import ShardWriter
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(src / "a-b.mp4", 8, seed=1)
+    (src / "a-b.vtt").write_text(PHACO_VTT)
+    write_video(src / "case.mp4", 4, audio=False, seed=2)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardWriter, "finalize", _kill)
+        with pytest.raises(Killed):
+            main(_small_build_args(src, out))
+    assert {e["video_id"] for e in _progress(out)} == {"a-b", "case"}
+
+    write_video(src / "a b.mp4", 8, seed=3)
+    (src / "a b.vtt").write_text(PHACO_VTT)
+    write_video(src / "case.mkv", 4, audio=False, seed=4)
+    assert main(_small_build_args(src, out)) == 0
+    subsets = read_subsets(out)
+    clips = Counter(record["video_id"] for _, record in subsets["clips"].values())
+    assert clips == {"a-b": 2, "a b": 2}
+    assert sorted(record["video_id"] for _, record in subsets["videos"].values()) == ["a b", "a-b"]
+    assert sorted(record["video_id"] for _, record in subsets["silent"].values()) == ["case", "case.mkv"]
+    # Each sample's bytes come from its own video (seeds differ): no video's samples were taken for another's.
+    assert len({mp4 for mp4, _ in subsets["clips"].values()}) == 4
+    log = _progress(out)
+    assert sorted(e["video_id"] for e in log) == ["a b", "a-b", "case", "case.mkv"]
+    claimed = sorted((subset, key) for e in log for subset, key in e.get("keys", []))
+    assert claimed == sorted((subset, key) for subset, samples in subsets.items() for key in samples)
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    assert report["stats"]["clips"] == report["subsets"]["clips"]["samples"] == 4
+
+
+def _write_parts(root: Path, count: int):
+    from datasets_ophvl.shards import ShardWriter
+
+    writer = ShardWriter(root, "clips", samples_per_part=1)
+    for i in range(count):
+        writer.write(f"s{i:03d}", bytes([i]) * 16,
+                     {"video_id": "v", "start": float(i), "end": i + 1.0, "narration": f"sentence {i}"})
+    writer.flush()
+    return [f"s{i:03d}" for i in range(count)]
+
+
+def _interrupt_finalize(monkeypatch, point: str):
+    """Make the next `finalize` stop (as a kill would) at `point`."""
+    from datasets_ophvl import shards
+
+    if point == "while re-packing":  # after the first new shard is written
+        original = shards.iter_tar_samples
+
+        def samples(path):
+            for i, sample in enumerate(original(path)):
+                if path.name == "part-00002.tar":
+                    raise Killed()
+                yield sample
+
+        monkeypatch.setattr(shards, "iter_tar_samples", samples)
+    elif point == "after the new shards, before they are recorded":
+        original_repack = shards.ShardWriter._repack
+
+        def repack(self, *args):
+            original_repack(self, *args)
+            raise Killed()
+
+        monkeypatch.setattr(shards.ShardWriter, "_repack", repack)
+    else:  # "after they are recorded, before the old files are removed"
+        original_save = shards.ShardWriter._save_manifest
+
+        def save_manifest(self):
+            original_save(self)
+            if self._manifest["shards"] is not None:
+                raise Killed()
+
+        monkeypatch.setattr(shards.ShardWriter, "_save_manifest", save_manifest)
+
+
+@pytest.mark.parametrize("point, first", [
+    ("while re-packing", 4),
+    ("after the new shards, before they are recorded", 4),
+    ("after they are recorded, before the old files are removed", 4),
+    ("after they are recorded, before the old files are removed", 1),  # 7 parts, 7 shards: renamed, not re-packed
+])
+def test_finalize_killed_at_any_point_then_rerun_with_another_shard_count(tmp_path, monkeypatch, point, first):
+    """D5: a finalize interrupted at each point between writing the new shards and removing the old files, rerun
+    with another shard multiple, leaves exactly one complete set of shards holding every sample once."""
+    from datasets_ophvl.shards import ShardWriter
+
+    keys = _write_parts(tmp_path, 7)
+    folder = tmp_path / "data" / "clips"
+    with monkeypatch.context() as patch:
+        _interrupt_finalize(patch, point)
+        with pytest.raises(Killed):
+            ShardWriter(tmp_path, "clips", samples_per_part=1).finalize(shard_multiple=first)
+    assert list(folder.glob("part-*")) and (first == 1 or list(folder.glob("train-*")))  # stopped half-way
+    shards = ShardWriter(tmp_path, "clips", samples_per_part=1).finalize(shard_multiple=3)
+    assert len(shards) == 9 and sorted(p.name for p in folder.glob("*.tar")) == [p.name for p in shards]
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("part-")] == []
+    found = [key for shard in shards for key, _ in iter_tar_samples(shard)]
+    assert found == keys
+    # Once finished, a rerun with a count that still fits changes nothing.
+    assert ShardWriter(tmp_path, "clips").finalize(shard_multiple=9) == shards
+
+
+def test_build_killed_while_finalizing_then_rerun_with_another_shard_multiple(tmp_path, monkeypatch):
+    """D5 through the command: a kill between writing the re-packed shards and recording them, then a rerun with
+    another --shard-multiple: every clip once, exit 0."""
+    from datasets_ophvl import shards
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(src / "phaco_vtt.mp4", 8, seed=1)
+    (src / "phaco_vtt.vtt").write_text(PHACO_VTT)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        _interrupt_finalize(patch, "after the new shards, before they are recorded")
+        with pytest.raises(Killed):
+            main(_small_build_args(src, out, "--shard-multiple", "4"))
+    assert len(list((out / "data" / "clips").glob("train-*-of-00004.tar"))) == 4
+    assert main(_small_build_args(src, out, "--shard-multiple", "3")) == 0
+    assert sorted(p.name for p in (out / "data" / "clips").glob("train-*.tar")) == [
+        shards.shard_name(i, 3) for i in range(3)]
+    clips = read_subsets(out)["clips"]  # raises on a key read twice
+    assert sorted(clips) == ["phaco_vtt_00000", "phaco_vtt_00001"]
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"video_id": "v", "start": 0.0, "end": float("inf"), "narration": "a cut"}, "end"),
+    ({"video_id": "v", "start": float("-inf"), "end": 2.0, "narration": "a cut"}, "start"),
+    ({"video_id": "v", "start": float("nan"), "end": 2.0, "narration": "a cut"}, "start"),
+    ({"video_id": "v", "start": 0, "end": 10 ** 400, "narration": "a cut"}, "end"),
+])
+def test_validate_record_rejects_non_finite_numbers(record, field):
+    """D15: `"end": Infinity` (as `json.loads` reads it) is refused like NaN, naming the field."""
+    problem = validate_record("clips", record)
+    assert problem and f"`{field}`" in problem and "finite" in problem
+    parsed = json.loads('{"video_id": "v", "duration": Infinity, "title": "t"}')
+    assert "`duration`" in validate_record("silent", parsed)
+    assert "`duration`" in validate_record("videos", {**parsed, "duration": float("-inf")})
+    assert validate_record("silent", {**parsed, "duration": 3.0}) is None

@@ -3,6 +3,7 @@ that is uploaded is the folder whose reload is tested, in a fresh process that c
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -264,6 +265,65 @@ def test_invalid_folders_are_refused_before_any_request(fake_hub, model_folder, 
         publish_dataset(data, DATASET_ID, out=io.StringIO())
     with pytest.raises(PublishError, match="invalid repository id"):
         publish_dataset(data, "tester/bad name", out=io.StringIO())
+    assert hub.requests == []
+
+
+def test_model_folder_without_weights_is_refused(fake_hub, model_folder, tmp_path, capsys):
+    """D1: config, remote code, processor and card but no weights: refused, naming the folder and the weight files
+    expected, even as a dry run."""
+    endpoint, env, hub = fake_hub
+    folder = tmp_path / "no-weights"
+    shutil.copytree(model_folder, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt"))
+    assert (folder / "config.json").is_file() and (folder / "modeling_ophclip.py").is_file()
+    with pytest.raises(PublishError) as caught:
+        publish_model(folder, MODEL_ID, dry_run=True, out=io.StringIO())
+    message = str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in message
+    assert f"{folder} has no weights" in message and "model.safetensors" in message
+    assert publish_main(["model", str(folder), MODEL_ID, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "has no weights" in captured.err
+    # A folder whose only "weights" is a sub-folder named like them is no better.
+    (folder / "model.safetensors").mkdir()
+    with pytest.raises(PublishError, match="has no weights"):
+        publish_model(folder, MODEL_ID, dry_run=True, out=io.StringIO())
+    assert hub.requests == []
+
+
+def _shard_folder(root, counts: dict[str, int]):
+    """A dataset folder with an OphVL card and empty shard files `train-NNNNN-of-TTTTT.tar` (validation reads names)."""
+    for subset, total in counts.items():
+        (root / "data" / subset).mkdir(parents=True, exist_ok=True)
+        for i in range(total):
+            (root / "data" / subset / f"train-{i:05d}-of-{total:05d}.tar").write_bytes(b"")
+    build_dataset_card({}, repo_id=DATASET_ID).save(root / "README.md")
+    return root
+
+
+def test_dataset_with_incomplete_or_mixed_shard_sets_is_refused(fake_hub, tmp_path, capsys):
+    """D12: a missing `train-00001-of-00004.tar`, or a set of 120 mixed with the leftovers of a set of 126, is
+    refused with the files named; a complete set passes."""
+    endpoint, env, hub = fake_hub
+    root = _shard_folder(tmp_path / "ds", {"clips": 4, "videos": 2, "silent": 2})
+    assert publish_dataset(root, DATASET_ID, dry_run=True, out=io.StringIO()).dry_run
+
+    (root / "data" / "clips" / "train-00001-of-00004.tar").unlink()
+    with pytest.raises(PublishError) as caught:
+        publish_dataset(root, DATASET_ID, dry_run=True, out=io.StringIO())
+    message = str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in message
+    assert "config clips" in message and "missing data/clips/train-00001-of-00004.tar" in message
+    assert publish_main(["dataset", str(root), DATASET_ID, "--dry-run"]) == 2
+    assert "train-00001-of-00004.tar" in capsys.readouterr().err
+
+    mixed = _shard_folder(tmp_path / "mixed", {"clips": 120, "videos": 2, "silent": 2})
+    for i in range(120, 126):  # what a finalize with another shard count left behind
+        (mixed / "data" / "clips" / f"train-{i:05d}-of-00126.tar").write_bytes(b"")
+    with pytest.raises(PublishError) as caught:
+        publish_dataset(mixed, DATASET_ID, dry_run=True, out=io.StringIO())
+    message = str(caught.value)
+    assert "mixes shard sets of different sizes (-of-00120, -of-00126)" in message
+    assert "data/clips/train-00120-of-00126.tar" in message and "-of-00120.tar" not in message
     assert hub.requests == []
 
 

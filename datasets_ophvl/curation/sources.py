@@ -9,7 +9,8 @@
   source root (keyed by file name, stem or path relative to the root), else from yt-dlp's `<stem>.info.json`.
 - `video_id` is the path relative to the root without its suffix (`surgeon_a/case_01`), or with it when two media
   files share a stem; the sample key is that id made WebDataset-safe, with a short hash appended when two ids would
-  give the same key.
+  give the same key. A build keeps the ids and keys it gave (`assignments`) and passes them back on resume, so a file
+  added to the source folder later never takes the id or key of a file already built.
 """
 
 import csv
@@ -153,21 +154,62 @@ class TitleFinder:
         return None, None
 
 
-def discover(root, exclude=None) -> list[Source]:
-    """All media files under `root` (never under `exclude`) with their transcripts, titles, ids and unique keys."""
+def _hashed_key(video_id: str, attempt: int) -> str:
+    salt = video_id if attempt == 0 else f"{video_id}#{attempt}"
+    return make_key(f"{video_id}-{hashlib.sha1(salt.encode()).hexdigest()[:8]}")
+
+
+def discover(root, exclude=None, *, paths=None, assigned=None, reserved=None) -> list[Source]:
+    """All media files under `root` (never under `exclude`) with their transcripts, titles, ids and unique keys.
+
+    Args:
+        paths: the media files, when `find_media` already listed them.
+        assigned: `{path relative to root: (video_id, key)}` given by an earlier run of the same build (see
+            `assignments`): those files keep their id and key, and no other file gets either. A resumed build thus
+            never gives a file that was added (or that sorts before another) a key whose samples are already written.
+        reserved: `{key: video_id}` already in use (the videos a build recorded): a file gets such a key only when
+            it is that video.
+    """
     root = Path(root)
     titles = TitleFinder(root)
-    paths = find_media(root, exclude)
+    paths = find_media(root, exclude) if paths is None else list(paths)
+    assigned = {str(rel): tuple(value) for rel, value in (assigned or {}).items()}
+    reserved = dict(reserved or {})
+    used_ids = {video_id for video_id, _ in assigned.values()}
+    used_keys = {key for _, key in assigned.values()}
     stems = Counter(path.relative_to(root).with_suffix("").as_posix() for path in paths)
-    sources, keys = [], set()
+    ids: dict[Path, tuple[str, str]] = {}
+    for path in paths:  # files seen before first: their ids and keys are fixed
+        relative = path.relative_to(root).as_posix()
+        if relative in assigned:
+            ids[path] = assigned[relative]
+    for path in paths:  # then new files, in sorted order
+        if path in ids:
+            continue
+        relative = path.relative_to(root)
+        video_id = relative.with_suffix("").as_posix()
+        if stems[video_id] > 1 or video_id in used_ids:
+            # case.mp4 and case.mkv side by side (or an id an earlier run gave another file): keep the suffix
+            video_id = relative.as_posix()
+        attempt = 1
+        while video_id in used_ids:  # "case.mp4.mkv" (stem "case.mp4") beside "case.mp4" and "case.mkv"
+            video_id, attempt = f"{relative.as_posix()}~{attempt}", attempt + 1
+        key, attempt = make_key(video_id), 0
+        # "a b" and "a-b" both give "a-b": keep keys unique and stable
+        while key in used_keys or reserved.get(key, video_id) != video_id:
+            key, attempt = _hashed_key(video_id, attempt), attempt + 1
+        used_ids.add(video_id)
+        used_keys.add(key)
+        ids[path] = (video_id, key)
+    sources = []
     for path in paths:
-        video_id = path.relative_to(root).with_suffix("").as_posix()
-        if stems[video_id] > 1:  # case.mp4 and case.mkv side by side: keep the suffix to tell them apart
-            video_id = path.relative_to(root).as_posix()
-        key = make_key(video_id)
-        if key in keys:  # "a b" and "a-b" both give "a-b": keep keys unique and stable
-            key = make_key(f"{video_id}-{hashlib.sha1(video_id.encode()).hexdigest()[:8]}")
-        keys.add(key)
+        video_id, key = ids[path]
         title, title_source = titles(path)
         sources.append(Source(path, video_id, key, find_transcript(path), title, title_source))
     return sources
+
+
+def assignments(root, sources: list[Source]) -> dict[str, list[str]]:
+    """`{path relative to root: [video_id, key]}` of `sources`, to keep with the build (`discover(assigned=...)`)."""
+    root = Path(root)
+    return {source.path.relative_to(root).as_posix(): [source.video_id, source.key] for source in sources}

@@ -6,6 +6,10 @@
   only once every sample of the video is in a finished (renamed, recorded) tar part, so a video recorded here
   survives a kill; a video that is not is processed again, and `ShardWriter` skips the samples it already holds. A
   line torn by a kill is dropped on reopening.
+- `sources.json`: `{path relative to SRC: [video_id, key]}` for every media file a run has seen, written before any
+  video is processed. A rerun gives these files the same ids and keys and no new file takes one of them, so a file
+  added to SRC between runs cannot take over a key whose samples are already written (they would be taken for its own
+  and dropped).
 - `finalized`: written last, once shards and card are complete.
 """
 
@@ -26,6 +30,7 @@ class BuildState:
         self.config_path = self.dir / "config.json"
         self.log_path = self.dir / "progress.jsonl"
         self.marker = self.dir / "finalized"
+        self.sources_path = self.dir / "sources.json"
         self.videos: dict[str, dict] = {}
 
     @property
@@ -56,6 +61,17 @@ class BuildState:
                 intact.append(line)
             if len(intact) != len([line for line in lines if line.strip()]):
                 atomic_write_bytes(self.log_path, b"".join(line + b"\n" for line in intact))
+
+    def saved_sources(self) -> dict[str, list[str]]:
+        """The ids and keys earlier runs gave the source files (`{relative path: [video_id, key]}`)."""
+        return json.loads(self.sources_path.read_text()) if self.sources_path.exists() else {}
+
+    def save_sources(self, sources: dict[str, list[str]]) -> None:
+        atomic_write_bytes(self.sources_path, json.dumps(sources, indent=1, sort_keys=True).encode())
+
+    def recorded_keys(self) -> dict[str, str]:
+        """`{key: video_id}` of the finished videos."""
+        return {entry["key"]: video_id for video_id, entry in self.videos.items() if entry.get("key")}
 
     def __contains__(self, video_id: str) -> bool:
         return video_id in self.videos
