@@ -6,8 +6,10 @@ file's spelling through `label_map`; the class name, which the prompt templates 
 wording. Each description says what was checked against public copies of the dataset's files or loaders (verified) and
 what is assumed; a benchmark without an official split loads every video whatever split is asked for.
 
-Registered: `ophvl-mini-phase`, `ophvl-mini-instruments` (synthetic), `cataract-1k-phase`, `cataract-101-phase`,
-`cataract-21-phase`, `cataracts-tools`, `cataracts2020-steps`, `ophnet-phase`, `ophnet-operation`, `cadis-instruments`.
+Registered: `ophvl-mini-phase`, `ophvl-mini-instruments` (synthetic, clinic A: `benchmark/`),
+`ophvl-mini-shifted-phase`, `ophvl-mini-shifted-instruments` (synthetic, clinic B: `benchmark-shifted/`),
+`cataract-1k-phase`, `cataract-101-phase`, `cataract-21-phase`, `cataracts-tools`, `cataracts2020-steps`,
+`ophnet-phase`, `ophnet-operation`, `cadis-instruments`.
 """
 
 from .loaders import (frame_labels_layout, mask_presence_layout, phase_starts_layout, segments_layout,
@@ -29,8 +31,9 @@ register_benchmark(BenchmarkSpec(
     loader=phase_starts_layout,
     loader_options={"meta_split_file": "meta.json"},
     prompts="ophvl_mini_phase.json",
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini`, phases labelled per "
-                "frame in the Cataract-101 layout (`benchmark/` folder).",
+    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
+                "(the narrated data's look), phases labelled per frame in the Cataract-101 layout (`benchmark/` "
+                "folder).",
 ))
 
 register_benchmark(BenchmarkSpec(
@@ -41,8 +44,38 @@ register_benchmark(BenchmarkSpec(
     loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
                     "meta_split_file": "meta.json"},
     prompts="ophvl_mini_instruments.json",
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini`, instrument presence "
-                "per frame in the CATARACTS layout (`benchmark/tool_annotations/`).",
+    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
+                "(the narrated data's look), instrument presence per frame in the CATARACTS layout "
+                "(`benchmark/tool_annotations/`).",
+))
+
+# The same videos' kind from clinic B (another microscope, instrument makes and pace; the silent videos' look), written
+# to `benchmark-shifted/` in the same layouts: scores here against `ophvl-mini-phase` / `-instruments` measure the
+# domain shift, and what learning from the silent videos recovers of it.
+
+register_benchmark(BenchmarkSpec(
+    name="ophvl-mini-shifted-phase",
+    task="phase",
+    classes=OPHVL_MINI_PHASES,
+    loader=phase_starts_layout,
+    loader_options={"meta_split_file": "meta.json"},
+    prompts="ophvl_mini_phase.json",
+    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
+                "(the silent videos' look: another microscope, instrument makes and pace), phases labelled per frame "
+                "in the Cataract-101 layout (`benchmark-shifted/` folder).",
+))
+
+register_benchmark(BenchmarkSpec(
+    name="ophvl-mini-shifted-instruments",
+    task="instruments",
+    classes=OPHVL_MINI_INSTRUMENTS,
+    loader=tool_presence_layout,
+    loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
+                    "meta_split_file": "meta.json"},
+    prompts="ophvl_mini_instruments.json",
+    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
+                "(the silent videos' look), instrument presence per frame in the CATARACTS layout "
+                "(`benchmark-shifted/tool_annotations/`).",
 ))
 
 

@@ -1,7 +1,7 @@
 """The benchmark registry and its loaders: every registered benchmark reads a tiny copy of its dataset's own published
 layout (written here in `tmp_path`) into the right per-frame labels, skips broken videos with a reason, rejects broken
-annotation files with the file and line, and has a prompt for every class. The two OphVL-mini benchmarks read the
-output of `datasets_ophvl.mini`."""
+annotation files with the file and line, and has a prompt for every class. The four OphVL-mini benchmarks (clinic A
+and the shifted clinic B) read the output of `datasets_ophvl.mini`."""
 
 import json
 import re
@@ -17,7 +17,8 @@ from evaluate_suite.registry import IGNORE_INDEX, get_benchmark, list_benchmarks
 
 
 IGNORE = IGNORE_INDEX
-REGISTERED = {"ophvl-mini-phase", "ophvl-mini-instruments", "cataract-1k-phase", "cataract-101-phase",
+REGISTERED = {"ophvl-mini-phase", "ophvl-mini-instruments", "ophvl-mini-shifted-phase",
+              "ophvl-mini-shifted-instruments", "cataract-1k-phase", "cataract-101-phase",
               "cataract-21-phase", "cataracts-tools", "cataracts2020-steps", "ophnet-phase", "ophnet-operation",
               "cadis-instruments"}
 # The exact prompt texts of each benchmark, as hashed into every result. A change here means the prompts changed:
@@ -27,6 +28,7 @@ PROMPT_HASHES = {
     "cataract-21-phase": "3a020d2e81f9", "cataracts-tools": "7b6472d5030b", "cataracts2020-steps": "21d17e95fa43",
     "ophnet-operation": "39583431e474", "ophnet-phase": "bd1a911fde32", "ophvl-mini-instruments": "8c7b35425a17",
     "ophvl-mini-phase": "a1101fe53058",
+    "ophvl-mini-shifted-instruments": "8c7b35425a17", "ophvl-mini-shifted-phase": "a1101fe53058",  # the same prompts
 }
 
 
@@ -508,16 +510,22 @@ def test_find_by_pattern_repeats_the_id(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mini_benchmark(tmp_path_factory):
+def mini_output(tmp_path_factory):
     from datasets_ophvl.mini import generate_ophvl_mini
 
     out = tmp_path_factory.mktemp("ophvl_mini") / "out"
     generate_ophvl_mini(out, size="tiny", progress=False)
-    return out / "benchmark"
+    return out
 
 
-def test_ophvl_mini_phase(mini_benchmark):
-    spec = get_benchmark("ophvl-mini-phase")
+# clinic A in `benchmark/`, clinic B in `benchmark-shifted/`: the same layouts, loaders and prompts
+MINI_BENCHMARKS = [("ophvl-mini", "benchmark"), ("ophvl-mini-shifted", "benchmark-shifted")]
+
+
+@pytest.mark.parametrize("prefix, folder", MINI_BENCHMARKS)
+def test_ophvl_mini_phase(mini_output, prefix, folder):
+    mini_benchmark = mini_output / folder
+    spec = get_benchmark(f"{prefix}-phase")
     meta = json.loads((mini_benchmark / "meta.json").read_text())
     names = meta["phases"]
     table = (mini_benchmark / "videos.csv").read_text().split()[1:]
@@ -526,7 +534,7 @@ def test_ophvl_mini_phase(mini_benchmark):
     for row in (mini_benchmark / "annotations.csv").read_text().split()[1:]:
         video, frame, phase = row.split(";")
         starts.setdefault(video, []).append((int(frame), spec.classes.index(names[phase])))
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         videos, report = spec.load(mini_benchmark, split)
         assert [v.video_id for v in videos] == [str(v) for v in meta["split"][split]] and not report.skipped
         for video in videos:
@@ -538,11 +546,13 @@ def test_ophvl_mini_phase(mini_benchmark):
             assert video.path.is_file()
 
 
-def test_ophvl_mini_instruments(mini_benchmark):
-    spec = get_benchmark("ophvl-mini-instruments")
+@pytest.mark.parametrize("prefix, folder", MINI_BENCHMARKS)
+def test_ophvl_mini_instruments(mini_output, prefix, folder):
+    mini_benchmark = mini_output / folder
+    spec = get_benchmark(f"{prefix}-instruments")
     meta = json.loads((mini_benchmark / "meta.json").read_text())
     assert list(spec.classes) == meta["instruments"]
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         videos, report = spec.load(mini_benchmark, split)
         assert [v.video_id for v in videos] == [str(v) for v in meta["split"][split]] and not report.skipped
         for video in videos:

@@ -110,6 +110,7 @@ def test_load_encoder_picks_the_adapter_by_model_type(ophclip_dir, clip_dir, wor
 def test_benchmarks_command(capsys):
     code, out, _ = run(["benchmarks"], capsys)
     assert code == 0 and "ophvl-mini-phase" in out and "ophvl-mini-instruments" in out
+    assert "ophvl-mini-shifted-phase" in out and "ophvl-mini-shifted-instruments" in out
 
 
 def test_zero_shot_phase_command(ophclip_dir, mini, tmp_path, capsys):
@@ -120,7 +121,7 @@ def test_zero_shot_phase_command(ophclip_dir, mini, tmp_path, capsys):
     assert code == 0, err
     assert out["protocol"] == "zero-shot" and out["model_id"] == "tiny" and out["skipped"] == {}
     assert {"accuracy", "f1", "accuracy_smoothed", "f1_smoothed"} <= set(out["metrics"])
-    assert len(out["plots"]) == 3 and all(Path(p).is_file() for p in out["plots"])
+    assert len(out["plots"]) == 2 and all(Path(p).is_file() for p in out["plots"])  # confusion + the test video
     (record,) = read_jsonl(results)
     assert record["model_id"] == "tiny" and record["benchmark"] == "ophvl-mini-phase"
 

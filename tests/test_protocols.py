@@ -224,16 +224,15 @@ def test_zero_shot_phase(ophclip, bench, tmp_path):
     out = zero_shot_phase(ophclip, "ophvl-mini-phase", bench, smooth_window=3, num_workers=2,
                           plots_dir=tmp_path / "plots", results_file=results)
     m = out["metrics"]
-    assert m["num_videos"] == 2 and m["num_skipped"] == 0 and out["skipped"] == {}
+    assert m["num_videos"] == 1 and m["num_skipped"] == 0 and out["skipped"] == {}  # the test split: 1003
     for key in ("accuracy", "f1", "accuracy_smoothed", "f1_smoothed"):
         assert 0.0 <= m[key] <= 1.0
-    assert set(out["per_video"]) == {"1002", "1003"}
-    # 79 and 76 frames at 4 fps: 20 and 19 sampled, the first of each in the unlabelled lead-in
-    assert sum(len(p) for p in out["predictions"].values()) == 20 + 19
-    assert m["frames"] == sum(v["frames"] for v in out["per_video"].values()) == 19 + 18
+    assert set(out["per_video"]) == {"1003"}
+    # 76 frames at 4 fps: 19 sampled, the first in the unlabelled lead-in
+    assert sum(len(p) for p in out["predictions"].values()) == 19
+    assert m["frames"] == sum(v["frames"] for v in out["per_video"].values()) == 18
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert pngs == ["ophvl-mini-phase_confusion.png", "ophvl-mini-phase_timeline_1002.png",
-                    "ophvl-mini-phase_timeline_1003.png"]
+    assert pngs == ["ophvl-mini-phase_confusion.png", "ophvl-mini-phase_timeline_1003.png"]
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     (record,) = read_jsonl(results)
     assert record["benchmark"] == "ophvl-mini-phase" and record["protocol"] == "zero-shot"
@@ -256,7 +255,7 @@ def test_zero_shot_instruments(encoder, bench, tmp_path, rule):
     out = zero_shot_instruments(encoder, "ophvl-mini-instruments", bench, rule=rule, results_file=results)
     m = out["metrics"]
     assert 0 <= m["mAP"] <= 1 and 0 <= m["FPR"] <= 1 and 0 <= m["FPR_macro"] <= 1
-    assert m["num_classes"] == 6 and m["num_videos"] == 2 and m["num_frames"] == 39
+    assert m["num_classes"] == 6 and m["num_videos"] == 1 and m["num_frames"] == 19
     (record,) = read_jsonl(results)
     assert record["protocol"] == ("zero-shot" if rule == "prompt-pair" else "zero-shot-sigmoid")
     assert record["extra"]["rule"] == rule and record["extra"]["threshold"] == 0.5
