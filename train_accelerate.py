@@ -34,4 +34,9 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    summary = main(sys.argv[1:])
+    if summary.get("interrupted"):
+        # Stopped by SIGTERM with a checkpoint but no final model: not a success for `train && publish` chains or
+        # schedulers (128 + SIGTERM, as a shell reports a process that SIGTERM ended).
+        print(f"stopped after step {summary['global_step']}; resume with --resume latest", file=sys.stderr)
+        sys.exit(143)

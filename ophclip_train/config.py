@@ -263,9 +263,6 @@ class TrainingArguments:
         "(initial_model/).",
         default=None,
     )
-    debug_step_delay: float = _help(
-        "Debugging: sleep this many seconds after every step (makes interruption tests deterministic).", default=0.0
-    )
 
     def trackers(self) -> list[str]:
         names = [n.strip() for n in self.report_to.split(",") if n.strip()]

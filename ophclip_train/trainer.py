@@ -284,6 +284,23 @@ class Pretrainer:
         self._check_bank()
         logger.info(f"memory bank: {len(self.bank)} silent videos encoded in {time.perf_counter() - started:.1f}s")
 
+    def _check_bank_data(self, bank, checkpoint) -> None:
+        """Refuse a resume whose silent videos changed: every bank row is re-read by (shard, byte offset, size) from
+        the current --data_path, so each row's video id must still be at that place in that shard (swapped, rewritten
+        or removed shards would silently feed another video's frames into the bank)."""
+        current = scan_silent_videos(self.data_path)
+        where = {vid: (shard, offset, size) for vid, shard, offset, size in
+                 zip(current["video_id"], current["shard"], current["offset"], current["size"])}
+        saved = bank.dataset.select_columns(["video_id", "shard", "offset", "size"]).to_dict()
+        for vid, shard, offset, size in zip(saved["video_id"], saved["shard"], saved["offset"], saved["size"]):
+            now = where.get(vid)
+            if now != (shard, offset, size):
+                found = "is missing" if now is None else f"is now in {now[0]} at byte {now[1]} ({now[2]} bytes)"
+                raise ValueError(
+                    f"--resume: the silent videos under {self.data_path} changed since {checkpoint} was saved: "
+                    f"{vid!r} was in {shard} at byte {offset} ({size} bytes) and {found}; resume with the data the "
+                    "run started with (or start a new run)")
+
     def _check_bank(self):
         k = self.config.objectives.retrieval_k
         if k > len(self.bank):
@@ -593,6 +610,7 @@ class Pretrainer:
                 if bank.embeddings.shape[1] != dim:
                     raise ValueError(f"--resume: the memory bank of {path} holds {bank.embeddings.shape[1]}-d "
                                      f"embeddings, this model's are {dim}-d")
+                self._check_bank_data(bank, path)
                 self._set_bank(bank)
                 self._check_bank()
         elif bank_dir is not None:
@@ -712,8 +730,6 @@ class Pretrainer:
                 logger.warning("stopped by SIGTERM after step %d; checkpoint saved, resume with --resume latest",
                                steps_done)
                 return {"final_dir": None, "global_step": steps_done, "last_metrics": last, "interrupted": True}
-            if t.debug_step_delay:
-                time.sleep(t.debug_step_delay)
         progress.close()
         self._report_retrieval_quality()
         final_dir = self._finish(max(start, t.max_steps))

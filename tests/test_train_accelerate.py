@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -454,27 +453,50 @@ def test_two_processes_agree(assets, tmp_path):
     assert logged["clip/loss"] == pytest.approx(single, abs=1e-5)
 
 
+HOOKED_RUN = """
+import os, runpy, signal, sys
+from ophclip_train import trainer
+
+when, what = sys.argv[1], getattr(signal, sys.argv[2])  # e.g. save:4 SIGKILL, step:2 SIGTERM
+hook, at = when.split(":")
+if hook == "save":  # after the checkpoint of step `at` is complete
+    original = trainer.Pretrainer._save
+    def hooked(self, step):
+        original(self, step)
+        if step == int(at):
+            os.kill(os.getpid(), what)
+    trainer.Pretrainer._save = hooked
+else:  # after training step `at` (1-based) and its logging
+    original = trainer.Pretrainer.run_step
+    def hooked(self, step):
+        metrics = original(self, step)
+        if step + 1 == int(at):
+            os.kill(os.getpid(), what)
+        return metrics
+    trainer.Pretrainer.run_step = hooked
+sys.argv = [sys.argv[3], *sys.argv[4:]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_with_signal(tmp_path, when: str, signal_name: str, args, timeout=600) -> subprocess.CompletedProcess:
+    """Train in a child process that sends itself `signal_name` at a hook (`save:N`: right after the step-N
+    checkpoint is saved; `step:N`: right after step N), so the interruption point does not depend on speed."""
+    hook = tmp_path / "hooked_run.py"
+    hook.write_text(HOOKED_RUN)
+    return subprocess.run([sys.executable, str(hook), when, signal_name, str(SCRIPT), *args], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def test_kill_and_resume_gives_the_same_weights(assets, tmp_path):
-    """A run killed (SIGKILL) after its step-4 checkpoint and resumed with `--resume latest` ends with exactly the
-    weights and bank of an uninterrupted run; only the newest `save_total_limit` checkpoints are kept."""
+    """A run killed (SIGKILL) right after its step-4 checkpoint and resumed with `--resume latest` ends with exactly
+    the weights and bank of an uninterrupted run; only the newest `save_total_limit` checkpoints are kept."""
     common = ("--max_steps", "6", "--save_steps", "2", "--save_total_limit", "2")
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train_subprocess(base_args(assets, straight, *common))
 
-    args = base_args(assets, interrupted, *common, "--debug_step_delay", "1")
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not (interrupted / "checkpoints" / "step-4").is_dir():
-            assert process.poll() is None, process.stderr.read()[-4000:]
-            assert time.monotonic() < deadline, "no step-4 checkpoint in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    killed = run_with_signal(tmp_path, "save:4", "SIGKILL", base_args(assets, interrupted, *common))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     assert not (interrupted / "final").exists()
     assert sorted(p.name for p in (interrupted / "checkpoints").iterdir() if not p.name.startswith(".")) == [
         "step-2", "step-4"]
@@ -492,32 +514,41 @@ def test_kill_and_resume_gives_the_same_weights(assets, tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(assets, tmp_path):
-    """SIGTERM (a scheduler's stop) ends the run after the current step with a checkpoint of that step and no final
-    folder; `--resume latest` then finishes the run."""
+    """SIGTERM (a scheduler's stop) ends the run after the current step with a checkpoint of that step, no final
+    folder and exit status 143 (not a success); `--resume latest` then finishes the run."""
     out = tmp_path / "stopped"
-    args = base_args(assets, out, "--max_steps", "6", "--debug_step_delay", "1")
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        log = out / "logs" / "pretrain" / "metrics.jsonl"
-        while not (log.is_file() and '"level"' in log.read_text()):
-            assert process.poll() is None, process.stderr.read()[-4000:]
-            assert time.monotonic() < deadline, "no training step in time"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr[-4000:]
-    assert "stopped by SIGTERM" in stderr
+    stopped = run_with_signal(tmp_path, "step:2", "SIGTERM", base_args(assets, out, "--max_steps", "6"))
+    assert stopped.returncode == 143, stopped.stderr[-4000:]
+    assert "stopped by SIGTERM" in stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == "stopped after step 2; resume with --resume latest"
     saved = [p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")]
-    assert len(saved) == 1 and saved[0].startswith("step-") and int(saved[0][5:]) < 6
+    assert saved == ["step-2"]
     assert not (out / "final").exists()
     train_subprocess(base_args(assets, out, "--max_steps", "6", "--resume", "latest"))
     assert (out / "final" / "model.safetensors").is_file()
     assert [r["step"] for r in metrics_of(out) if "level" in r][-1] == 6
+
+
+def test_resume_with_changed_silent_videos_is_refused(assets, tmp_path):
+    """The bank re-reads silent videos by (shard, byte offset, size): a resume over a dataset whose silent shards were
+    swapped is refused, naming the video and the shards, instead of encoding another video into that row."""
+    import shutil
+
+    data = tmp_path / "ophvl"
+    shutil.copytree(assets / "ophvl", data)
+    out = tmp_path / "run"
+    args = with_data(base_args(assets, out, "--max_steps", "2", "--save_steps", "2"), data)
+    train_in_process(args)
+    shards = sorted((data / "data" / "silent").glob("train-*.tar"))
+    first, second = shards[0], shards[-1]
+    swap = first.with_name("swap.tmp")
+    first.rename(swap)
+    second.rename(first)
+    swap.rename(second)
+    resume = [*without(args, "--max_steps"), "--max_steps", "4", "--resume", "latest"]
+    with pytest.raises(ValueError, match=r"the silent videos under .* changed since .*step-2 was saved: "
+                                         r"'ophvl-mini-silent-\d+' was in data/silent/train-\d+-of-\d+\.tar at byte \d+"):
+        train_in_process(resume)
 
 
 def test_nonfinite_losses_are_skipped_then_abort(assets, tmp_path):
