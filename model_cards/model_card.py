@@ -234,13 +234,46 @@ def _objective_notes(training_args: Mapping, config: dict) -> dict:
         retrieval = ("**This checkpoint was trained without retrieval augmentation** (the ablation: "
                      "`retrieval = false`, λ = 0).")
     elif args:
+        pairing = (" **Pairing: random** (the ablation: each title gets K random silent videos instead of its "
+                   "retrieved ones)." if args.get("retrieval_pairing") == "random" else "")
         retrieval = (f"In this run K = {_cell(args.get('retrieval_k', '?'))} and λ = "
-                     f"{_cell(args.get('retrieval_weight', '?'))}.")
+                     f"{_cell(args.get('retrieval_weight', '?'))}." + pairing)
     else:
         retrieval = ""
     return {"schedule_note": f" (`{schedule}`: clip and video steps in this order, repeated)" if schedule else "",
             "temperature_note": temperature, "simsiam_note": simsiam, "bank_note": bank,
-            "retrieval_settings": retrieval}
+            "retrieval_loss": RETRIEVAL_FORMS[_retrieval_form(args)], "retrieval_settings": retrieval}
+
+
+# The two forms of the retrieval term (`ophclip_train.objectives.losses`), as the card states them.
+RETRIEVAL_FORMS = {
+    "encoded": (
+        "*Encoded form.* Of each title's K retrieved silent videos, some (`retrieval_encode_per_title`) are decoded and "
+        "encoded by the vision tower being trained, with gradients, and are extra positives of the title that "
+        "retrieved them, in both directions:\n\n"
+        "```\nL_ret = ½ · ( −1/|I| Σ_i log( Σ_{c∈P_i} exp(⟨w_i, s_c⟩ / τ) / Σ_{c∈C} exp(⟨w_i, s_c⟩ / τ) )\n"
+        "              −1/|J| Σ_c log( Σ_{i: c∈P_i} exp(⟨w_i, s_c⟩ / τ) / Σ_i exp(⟨w_i, s_c⟩ / τ) ) )\n```\n\n"
+        "(w_i the title embeddings of the global batch, s_c the encoded silent videos C of the step, P_i those title i "
+        "retrieved, I the titles and J the silent videos that have a positive; a silent video encoded twice counts "
+        "once). The gradient reaches the vision tower through the silent frames, so footage that only silent videos "
+        "show shapes the encoder."
+    ),
+    "detached": (
+        "*Detached form.* The retrieved bank vectors s_i1 … s_iK (no gradient) are positives of the narrated video: "
+        "the video embedding v_i must be closer to the silent videos retrieved for its own title than to those "
+        "retrieved for the other titles of the batch:\n\n"
+        "```\nL_ret = −1/B Σ_i log( Σ_k exp(⟨v_i, s_ik⟩ / τ) / Σ_j Σ_k exp(⟨v_i, s_jk⟩ / τ) )\n```\n\n"
+        "(all embeddings L2-normalised, i, j over the B videos of the global batch, k = 1 … K; a multi-positive "
+        "InfoNCE). Silent frames never pass through the vision tower with gradients in this form."
+    ),
+}
+
+
+def _retrieval_form(args: Mapping) -> str:
+    """The form a run trained with; runs from before the option existed trained the detached form."""
+    if args.get("retrieval_form") in RETRIEVAL_FORMS:
+        return args["retrieval_form"]
+    return "detached" if args else "encoded"
 
 
 def evaluation_section(eval_results: Sequence[EvalResult], protocol: str | None = None) -> str:

@@ -22,12 +22,14 @@ DATASET_ID = "tester/ophvl-mini"
 TRAINING_ARGS = {
     "model_config": "tiny", "data_path": DATASET_ID, "num_frames": 4, "clip_batch_size": 8, "video_batch_size": 4,
     "schedule": "clip:3,video:1", "retrieval": True, "retrieval_k": 4, "retrieval_weight": 0.5,
+    "retrieval_form": "encoded",
     "bank_refresh_rows_per_step": 2, "bank_full_refresh_every": 0, "simsiam_weight": 0.0, "learning_rate": 5e-5,
     "max_steps": 200, "seed": 42, "mixed_precision": "no", "hub_token": "hf_secret", "tokenizer_name_or_path": None,
 }
 DATA_STATS = {"clips": {"samples": 26, "shards": 4}, "videos": {"samples": 4, "shards": 4},
               "silent": {"samples": 4, "shards": 4}}
-RETRIEVAL_EQUATION = ("L_ret = −1/B Σ_i log( Σ_k exp(⟨v_i, s_ik⟩ / τ) / Σ_j Σ_k exp(⟨v_i, s_jk⟩ / τ) )")
+RETRIEVAL_EQUATION = ("L_ret = ½ · ( −1/|I| Σ_i log( Σ_{c∈P_i} exp(⟨w_i, s_c⟩ / τ) / Σ_{c∈C} exp(⟨w_i, s_c⟩ / τ) )")
+DETACHED_EQUATION = ("L_ret = −1/B Σ_i log( Σ_k exp(⟨v_i, s_ik⟩ / τ) / Σ_j Σ_k exp(⟨v_i, s_jk⟩ / τ) )")
 MODEL_SECTIONS = ("## How to load it", "## Zero-shot classification", "## Fine-tuning with LoRA", "## Training data",
                   "## Training objective", "## Evaluation", "## Intended use", "## Limitations", "## Citation")
 DATASET_SECTIONS = ("## Subsets and fields", "## Statistics", "## How to load it", "## Curation",
@@ -134,6 +136,10 @@ def test_model_card_from_config_reads_run_options_and_refuses_bad_input(model_fo
     (tmp_path / "run" / "pretraining_config.json").write_text(json.dumps({**TRAINING_ARGS, "retrieval": False}))
     text = str(build_model_card(tmp_path / "run", model_id=MODEL_ID))
     assert "trained without retrieval augmentation" in text and "`learning_rate` | 5e-05" in text
+    # A run of the detached form states that form's equation, not the encoded one.
+    (tmp_path / "run" / "pretraining_config.json").write_text(json.dumps({**TRAINING_ARGS, "retrieval_form": "detached"}))
+    text = str(build_model_card(tmp_path / "run", model_id=MODEL_ID))
+    assert DETACHED_EQUATION in text and RETRIEVAL_EQUATION not in text
 
     with pytest.raises(TypeError, match="EvalResult"):
         build_model_card(config, model_id=MODEL_ID, eval_results=[{"accuracy": 1.0}])
