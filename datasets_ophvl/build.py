@@ -17,6 +17,12 @@ sample is lost or written twice. Nothing is written outside OUT (model weights a
 the usual Hugging Face cache). A finished OUT is only replaced with `--overwrite`, which removes only what a build
 writes. Refused with a one-line error: SRC and OUT that overlap (one inside the other, links resolved), an SRC without
 media files, a README.md in OUT that is not an OphVL dataset card (with `--overwrite`).
+
+One bad input never stops the build: a transcript that cannot be read or used (malformed or deeply nested JSON, wrong
+types, non-finite times, no permission) is treated as missing; a sub-folder that cannot be listed, a title file,
+titles table or info.json that cannot be read is left out; a video that cannot be read (`permission denied`), that
+probing refuses (frames above `probe.max_pixels`, among others) or that a stage fails on is skipped. Each is logged
+with its path, counted by reason in the report and the dataset card, and named under `problems` in the report.
 """
 
 import argparse
@@ -34,7 +40,8 @@ from .curation import (
     STAGE_ORDER, STAGES, Skip, StageSetupError, VideoItem, build_stages, describe_settings, resolve_stage_names,
     stage_config,
 )
-from .curation.sources import VIDEO_SUFFIXES, Source, assignments, discover, find_media
+from .curation.base import describe_os_error
+from .curation.sources import VIDEO_SUFFIXES, Source, SourceProblem, assignments, discover, find_media
 from .curation.state import STATE_DIR, BuildState
 from .curation.transcripts import TranscriptError, read_transcript
 from .format import SUBSETS
@@ -137,17 +144,30 @@ def prepare_output(out: Path, config: dict, overwrite: bool) -> BuildState:
 
 
 def make_item(source: Source) -> VideoItem:
-    """The item for a source file, with its transcript read (an unreadable one counts and is treated as missing)."""
+    """The item for a source file, with its transcript read. A transcript that cannot be read or used (malformed,
+    too deeply nested, wrong types, not permitted) is treated as missing: counted, logged and listed in the video's
+    `problems` with its path and what is wrong; the build goes on."""
     item = VideoItem(path=source.path, video_id=source.video_id, key=source.key, title=source.title,
                      title_source=source.title_source)
     if source.transcript is not None:
         try:
             item.segments = read_transcript(source.transcript)
             item.transcript_source = source.transcript.suffix.lstrip(".").lower()
-        except (TranscriptError, OSError, UnicodeError) as error:
-            logger.warning("%s: %s (treated as missing)", source.transcript, error)
+        except (TranscriptError, OSError, UnicodeError, RecursionError) as error:
+            reason = "unreadable transcript file (treated as missing)"
+            if isinstance(error, TranscriptError):
+                problem = " ".join(str(error).split())  # one line that starts with the path
+            elif isinstance(error, OSError):
+                problem = f"{source.transcript}: {describe_os_error(error)}"
+                if describe_os_error(error) == "permission denied":
+                    reason = "unreadable transcript file (permission denied; treated as missing)"
+            else:
+                problem = f"{source.transcript}: {type(error).__name__}: {' '.join(str(error).split())[:200]}"
+            logger.warning("%s (transcript treated as missing)", problem)
             item.stage = "transcript"
-            item.drop("unreadable transcript file (treated as missing)")
+            item.drop(reason)
+            item.stage = ""
+            item.problems.append(f"{problem} (transcript treated as missing)")
     return item
 
 
@@ -183,8 +203,13 @@ def video_entry(item: VideoItem, skip: Skip | None, write) -> dict:
         "counts": dict(item.counts),
         "tallies": dict(item.tallies),
     }
+    problems = list(item.problems)
     if skip:
         entry["reason"] = f"{item.stage}: {skip.reason}"
+        problems.append(f"{item.path}: video skipped, {entry['reason']}")
+    if problems:
+        entry["problems"] = problems
+    if skip:
         return entry
     in_shards = [r for r in item.requests if write is None or write.contains(r.subset, r.key)]
     entry.update(
@@ -205,8 +230,9 @@ def video_entry(item: VideoItem, skip: Skip | None, write) -> dict:
 # Whole build
 
 
-def summarize(state: BuildState) -> tuple[dict, dict]:
-    """Statistics and skip counts over every finished video."""
+def summarize(state: BuildState, source_problems=()) -> tuple[dict, dict, list[str]]:
+    """Statistics, skip counts and the named problems (`"<path>: <what is wrong>"`) over every finished video and
+    the `SourceProblem`s of this run's discovery (folders and title sources that could not be read)."""
     entries = list(state.videos.values())
     kept = [e for e in entries if e["status"] == "ok"]
     skipped = Counter()
@@ -232,7 +258,11 @@ def summarize(state: BuildState) -> tuple[dict, dict]:
         "mean clip seconds": round(clip_seconds / clips, 2) if clips else 0.0,
         "stage tallies": dict(sorted(tallies.items())),
     }
-    return stats, dict(sorted(skipped.items()))
+    problems = [problem for entry in entries for problem in entry.get("problems", [])]
+    for problem in source_problems:
+        skipped[f"source: {problem.reason}"] += 1
+        problems.append(str(problem))
+    return stats, dict(sorted(skipped.items())), problems
 
 
 def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1, pretty_name: str | None = None,
@@ -249,10 +279,16 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
     names = [stage.name for stage in stages]
     if names != [n for n in STAGE_ORDER if n in names]:
         raise BuildError(f"stages must be in pipeline order {STAGE_ORDER}, got {names}")
-    media = find_media(src, exclude=out)
+    source_problems: list[SourceProblem] = []  # what discovery could not read: logged, counted, named in the report
+    media = find_media(src, exclude=out, problems=source_problems)
     if not media:
+        unread = ""
+        if source_problems:
+            shown = "; ".join(str(problem) for problem in source_problems[:3])
+            more = f" and {len(source_problems) - 3} more" if len(source_problems) > 3 else ""
+            unread = f"; could not read {shown}{more}"
         raise BuildError(f"{src} holds no media files: expected videos ending in {', '.join(VIDEO_SUFFIXES)} "
-                         "(searched in all sub-folders except hidden ones)")
+                         f"(searched in all sub-folders except hidden ones){unread}")
     config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
     state = prepare_output(out, config, overwrite)
 
@@ -265,7 +301,8 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
 
     # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
     assigned = state.saved_sources()
-    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys())
+    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys(),
+                       problems=source_problems)
     given = {**assigned, **assignments(src, sources)}
     if given != assigned:
         state.save_sources(given)  # before any video is processed: a kill cannot lose them
@@ -301,9 +338,9 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
         for stage in stages:
             getattr(stage, "close", lambda: None)()
 
-    stats, skipped = summarize(state)
+    stats, skipped, problems = summarize(state, source_problems)
     subsets = write.finalize(shard_multiple) if write is not None else {}
-    report = {"subsets": subsets, "stats": stats, "skipped": skipped, "stages": config["stages"]}
+    report = {"subsets": subsets, "stats": stats, "skipped": skipped, "problems": problems, "stages": config["stages"]}
     if write is not None:
         from .card import write_dataset_card
 
@@ -424,7 +461,7 @@ def main(argv=None) -> int:
     except (BuildError, StageSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: report[k] for k in ("subsets", "stats", "skipped")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("subsets", "stats", "skipped", "problems") if report[k] != []}, indent=1))
     return 0
 
 

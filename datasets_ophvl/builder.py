@@ -60,6 +60,7 @@ SKIP_REASONS = {
     "undecodable_video": "an mp4 that cannot be opened (corrupt or truncated)",
     "zero_frames": "an mp4 whose video stream has no frames",
     "corrupt_video": "an mp4 whose sampled frames cannot be decoded",
+    "oversized_frame": "an mp4 whose frames are larger than the decoding cap (`max_pixels`, checked before decoding)",
 }
 
 

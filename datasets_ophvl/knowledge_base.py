@@ -39,7 +39,9 @@ SilentVideoBank(num_rows=100, dim=8, index='Flat', normalize=True)
 """
 
 import contextlib
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -59,12 +61,24 @@ except ImportError:  # optional (`pip install faiss-cpu`): fail when a bank is b
     faiss = None
 
 
+logger = logging.getLogger(__name__)
+
 INDEX_NAME = "embeddings"
 CONFIG_NAME = "bank_config.json"
 DATASET_DIR = "dataset"
 INDEX_FILE = "index.faiss"
 EMBEDDINGS_FILE = "embeddings.npy"
-FORMAT_VERSION = 1
+# 2: the config holds the sha256 of the embedding matrix and of every file saved; `load` checks them. Banks of format
+# 1 (no checksums) still load, with a warning.
+FORMAT_VERSION = 2
+_CONFIG_TYPES = {  # key: (allowed types, what is expected)
+    "num_rows": ((int,), "a whole number of rows"),
+    "dim": ((int,), "the embedding dimension, a whole number"),
+    "normalize": ((bool,), "true or false"),
+    "string_factory": ((str, type(None)), "a faiss index-factory string or null"),
+    "train_size": ((int, type(None)), "a whole number or null"),
+    "nprobe": ((int, type(None)), "a whole number or null"),
+}
 REQUIRED_COLUMNS = ("video_id", "title")
 
 
@@ -711,6 +725,9 @@ class SilentVideoBank:
                 "string_factory": self.string_factory,
                 "train_size": self.train_size,
                 "nprobe": self.nprobe,
+                # `load` checks both: the matrix searches use, and every file (index, dataset, embeddings.npy).
+                "vectors_sha256": _sha256_vectors(self._vectors),
+                "files_sha256": {name: _sha256_file(tmp / name) for name in _saved_files(tmp)},
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
             old = None
@@ -726,31 +743,63 @@ class SilentVideoBank:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SilentVideoBank":
-        """Load a bank written by [`~SilentVideoBank.save`]; searches give the same results as the saved bank."""
+        """Load a bank written by [`~SilentVideoBank.save`]; searches give the same results as the saved bank.
+
+        The files are checked against the sha256 sums the config holds before they are read, and the loaded matrix
+        against the sha256 of the saved one, so a corrupted bank is refused instead of giving wrong search results.
+
+        Raises:
+            ValueError: the folder is not a saved bank, its config lacks a field or has a wrong one, a file is
+                missing, changed or unreadable, or the index does not match the config; the message names the
+                folder (and the file) and says what was expected.
+        """
         _require_faiss()
         folder = Path(folder)
+        try:
+            return cls._load(folder)
+        except _BadBank as error:
+            raise ValueError(f"cannot load the memory bank {folder}: {error}") from None
+        except MemoryError:
+            raise
+        except Exception as error:  # faiss's RuntimeError, datasets' and numpy's errors, OSError: name the bank
+            lines = str(error).strip().splitlines()
+            text = " ".join(lines[0].split())[:300] if lines else ""
+            raise ValueError(f"cannot load the memory bank {folder}: {type(error).__name__}: {text}") from error
+
+    @classmethod
+    def _load(cls, folder: Path) -> "SilentVideoBank":
         config_path = folder / CONFIG_NAME
         if not config_path.is_file():
-            raise ValueError(f"`folder` must be a bank saved with SilentVideoBank.save; {config_path} does not exist.")
-        config = json.loads(config_path.read_text())
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"Unsupported bank format_version {config.get('format_version')!r} in {config_path}.")
+            raise _BadBank(f"`folder` must be a bank saved with SilentVideoBank.save; {config_path} does not exist.")
+        config = _read_config(config_path)
+        if config["format_version"] >= 2:
+            _check_files(folder, config)
+        else:
+            logger.warning("the memory bank %s was saved without checksums (format 1): its vectors cannot be "
+                           "verified; save it again to add them", folder)
         # The metadata is small (ids, titles): keep it in memory rather than memory-mapping files that a later
         # `save` to the same folder replaces.
         dataset = load_from_disk(str(folder / DATASET_DIR), keep_in_memory=True)
+        if len(dataset) != config["num_rows"]:
+            raise _BadBank(f"{folder / DATASET_DIR} has {len(dataset)} rows, {config_path} says {config['num_rows']}")
         dataset.load_faiss_index(INDEX_NAME, str(folder / INDEX_FILE))  # checks ntotal == len(dataset)
         index = dataset.get_index(INDEX_NAME).faiss_index
         if index.d != config["dim"] or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise ValueError(f"{folder / INDEX_FILE} does not match {config_path} (dimension or metric differ).")
+            raise _BadBank(f"{folder / INDEX_FILE} does not match {config_path} (dimension {index.d} vs "
+                           f"{config['dim']}, or a metric other than inner product)")
         if _is_flat(index):
             vectors = _flat_vectors(index)
         else:
-            vectors = np.load(folder / EMBEDDINGS_FILE)
+            vectors = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
             if vectors.shape != (len(dataset), config["dim"]) or vectors.dtype != np.float32:
-                raise ValueError(
+                raise _BadBank(
                     f"{folder / EMBEDDINGS_FILE} has shape {vectors.shape} and dtype {vectors.dtype}, expected "
-                    f"float32 ({len(dataset)}, {config['dim']})."
+                    f"float32 ({len(dataset)}, {config['dim']})"
                 )
+        if config["format_version"] >= 2 and _sha256_vectors(vectors) != config["vectors_sha256"]:
+            where = folder / (INDEX_FILE if _is_flat(index) else EMBEDDINGS_FILE)
+            raise _BadBank(f"the embedding vectors read from {where} do not match the sha256 in {config_path}; "
+                           "expected the vectors as saved")
         bank = cls.__new__(cls)
         bank.dataset = dataset
         bank.normalize = config["normalize"]
@@ -759,6 +808,71 @@ class SilentVideoBank:
         bank.nprobe = config["nprobe"]
         bank._vectors = vectors
         return bank
+
+
+class _BadBank(ValueError):
+    """A saved bank that cannot be loaded; `SilentVideoBank.load` adds the folder to the message."""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha256_vectors(vectors: np.ndarray) -> str:
+    """The sha256 of the `(N, dim)` float32 matrix's bytes in row-major order."""
+    return hashlib.sha256(np.ascontiguousarray(vectors, dtype=np.float32).data).hexdigest()
+
+
+def _saved_files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != CONFIG_NAME)
+
+
+def _read_config(config_path: Path) -> dict:
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:
+        raise _BadBank(f"{config_path} is not valid JSON ({type(error).__name__}); expected the config that "
+                       "SilentVideoBank.save writes") from None
+    if not isinstance(config, dict):
+        raise _BadBank(f"{config_path} holds a {type(config).__name__}; expected a JSON object")
+    version = config.get("format_version")
+    if type(version) is not int or version not in (1, FORMAT_VERSION):
+        raise _BadBank(f"unsupported bank format_version {version!r} in {config_path}; expected 1 or {FORMAT_VERSION}")
+    checks = dict(_CONFIG_TYPES)
+    if version >= 2:
+        checks["vectors_sha256"] = ((str,), "the sha256 of the embedding matrix")
+        checks["files_sha256"] = ((dict,), "an object of file names and their sha256")
+    for key, (types, expected) in checks.items():
+        if key not in config:
+            raise _BadBank(f"{config_path} has no `{key}`; expected {expected}")
+        value = config[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise _BadBank(f"{config_path}: `{key}` is {value!r}; expected {expected}")
+    if config["dim"] < 1 or config["num_rows"] < 1:
+        raise _BadBank(f"{config_path}: `dim` {config['dim']} and `num_rows` {config['num_rows']}; expected both >= 1")
+    return config
+
+
+def _check_files(folder: Path, config: dict) -> None:
+    """Every file the config lists exists with its sha256."""
+    expected = config["files_sha256"]
+    if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in expected.items()) or any(
+            name.startswith("/") or ".." in name.split("/") for name in expected):
+        raise _BadBank(f"{folder / CONFIG_NAME}: `files_sha256` is not an object of relative file names and sha256 "
+                       "sums; expected the one SilentVideoBank.save writes")
+    present = _saved_files(folder)
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        raise _BadBank(f"missing {', '.join(missing)}; expected the files listed in {CONFIG_NAME}")
+    for name in sorted(expected):
+        actual = _sha256_file(folder / name)
+        if actual != expected[name]:
+            raise _BadBank(f"{folder / name} is corrupted: its sha256 is {actual}, {CONFIG_NAME} says "
+                           f"{expected[name]}; expected the file as saved")
 
 
 def _check_sequence(values, name: str, expected_len: int | None = None):

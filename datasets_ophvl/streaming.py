@@ -60,7 +60,7 @@ DECODERS = ("decord", "pyav")
 
 
 def decode_sampled_frames(video: bytes, sampler, num_frames: int | None = None, fps: float | None = None,
-                          decoder: str = "decord"):
+                          decoder: str = "decord", max_pixels: int | None = None):
     """Decode the frames `sampler.sample_indices` picks from mp4 bytes, in memory.
 
     Args:
@@ -69,13 +69,27 @@ def decode_sampled_frames(video: bytes, sampler, num_frames: int | None = None, 
         num_frames, fps: override the processor's sampling.
         decoder: `"decord"` (what `OphCLIPVideoProcessor.decode` uses) or `"pyav"`, which decodes only the frames
             the sampled ones need and gives bit-identical frames, faster (see `benchmarks/bench_data.py`).
+        max_pixels: the largest frame (width x height) decoded; default `$OPHVL_MAX_FRAME_PIXELS`, else
+            `datasets_ophvl.media.MAX_FRAME_PIXELS` (4096 x 4096). The size the file's header declares is checked
+            before anything is decoded, so a small file with huge frames cannot take GiBs of memory.
 
     Returns:
         `(frames, indices, video_fps)`: uint8 `(T, H, W, 3)` RGB frames, their indices in the video, its frame rate.
 
     Raises:
-        VideoDecodeError: with `reason` `no_video_stream`, `undecodable_video`, `zero_frames` or `corrupt_video`.
+        VideoDecodeError: with `reason` `no_video_stream`, `undecodable_video`, `zero_frames`, `corrupt_video` or
+            `oversized_frame`.
     """
+    from .media import MAX_FRAME_PIXELS_ENV, max_frame_pixels, video_frame_size
+
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
+    limit = max_frame_pixels(max_pixels)
+    size = video_frame_size(video)
+    if size is not None and size[0] * size[1] > limit:
+        raise VideoDecodeError(
+            "oversized_frame", f"{size[0]}x{size[1]} frames ({size[0] * size[1]} pixels) exceed max_pixels={limit}; "
+            f"expected at most {limit} pixels per frame (raise it with max_pixels= or {MAX_FRAME_PIXELS_ENV})")
     if decoder == "pyav":
         frames, indices, video_fps = _decode_pyav(video, sampler, num_frames, fps)
     elif decoder == "decord":
@@ -84,6 +98,9 @@ def decode_sampled_frames(video: bytes, sampler, num_frames: int | None = None, 
         raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
     if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise VideoDecodeError("corrupt_video", f"decoded frames of shape {frames.shape} / {frames.dtype}")
+    if frames.shape[1] * frames.shape[2] > limit:  # a header that declared no size or a smaller one
+        raise VideoDecodeError("oversized_frame", f"{frames.shape[2]}x{frames.shape[1]} frames exceed "
+                               f"max_pixels={limit} (the header declared {size})")
     return frames, indices, video_fps
 
 

@@ -402,6 +402,28 @@ def map_surgvlp_state_dict(
     return mapped
 
 
+def check_finite(mapped: Mapping[str, torch.Tensor], source: str = "the checkpoint") -> None:
+    """Refuse weights holding NaN or infinity (a diverged or corrupted run): such a model computes NaN embeddings,
+    and its saved folder would not even pass the reload check (NaN never equals NaN).
+
+    Raises:
+        ValueError: naming (by their checkpoint names) the first tensors with non-finite values and how many.
+    """
+    bad = []
+    for key, tensor in mapped.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and tensor.numel():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad.append(f"{target_key_to_source(key)} ({count} of {tensor.numel()} values)")
+    if bad:
+        bad.sort()
+        shown = ", ".join(bad[:5]) + (f", ... and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"{source} holds non-finite values (NaN or infinity) in {len(bad)} tensor(s): {shown}; expected "
+            "finite weights (was it saved from a run that diverged?). Nothing was written."
+        )
+
+
 # -- processor -------------------------------------------------------------------------------------------------------
 
 
@@ -546,8 +568,9 @@ def convert_surgvlp_checkpoint(
     Raises:
         FileNotFoundError: the checkpoint or tokenizer path does not exist.
         FileExistsError: `output_dir` exists, is not empty and `overwrite` is False.
-        ValueError: the checkpoint is not in a known format, or its keys or shapes do not match the architecture (the
-            message lists the missing and unexpected keys). Nothing is written in any of these cases.
+        ValueError: the checkpoint is not in a known format, its keys or shapes do not match the architecture (the
+            message lists the missing and unexpected keys), or its weights hold NaN or infinity (the message names
+            the tensors). Nothing is written in any of these cases.
     """
     if tokenizer is not None and output_dir is None:
         raise ValueError("tokenizer is only used to save a processor; pass output_dir as well.")
@@ -567,6 +590,8 @@ def convert_surgvlp_checkpoint(
     model = OphCLIPModel(config)
     target_shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
     mapped = map_surgvlp_state_dict(state_dict, target_shapes, config.logit_scale_init_value)
+    check_finite(mapped, f"checkpoint {str(checkpoint)!r}" if isinstance(checkpoint, (str, os.PathLike)) else
+                 "the checkpoint")
     model.load_state_dict(mapped, strict=True)
     model.eval()
     if output_path is None:
@@ -651,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "build_surgvlp_processor",
+    "check_finite",
     "convert_surgvlp_checkpoint",
     "infer_bert_config",
     "infer_resnet_config",

@@ -579,3 +579,27 @@ def test_cli_help_documents_every_option(capsys):
     for option in ("--checkpoint", "--output", "--tokenizer", "--text-num-attention-heads", "--overwrite",
                    "--do-lower-case"):
         assert option in help_text
+
+
+def test_cli_checkpoint_with_nan_weights_names_the_tensors(tmp_path, predecessor, capsys):
+    """D13 (issue 15): NaN weights were refused as `RuntimeError: the saved folder does not reload` (the reload check
+    compares with torch.equal, and NaN != NaN). The error says the checkpoint holds non-finite values, naming the
+    tensors, and nothing is written."""
+    state_dict = predecessor_state_dict(predecessor)
+    state_dict["backbone_img.model.conv1.weight"][0, 0, 0, :2] = float("nan")
+    state_dict["backbone_text.model.encoder.layer.1.output.dense.bias"][3] = float("inf")
+    path = tmp_path / "diverged.pth"
+    torch.save(state_dict, path)
+    output = tmp_path / "out"
+    assert main(["--checkpoint", str(path), "--output", str(output),
+                 "--text-num-attention-heads", str(NUM_HEADS)]) == 1
+    err = _one_line_error(capsys)
+    assert "does not reload" not in err and "non-finite values (NaN or infinity) in 2 tensor(s)" in err
+    assert "backbone_img.model.conv1.weight (2 of " in err and str(path) in err
+    assert "backbone_text.model.encoder.layer.1.output.dense.bias (1 of 64 values)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth"]  # no output, no staging folder left
+
+    many = {key: (value.float() * float("nan") if value.is_floating_point() else value)
+            for key, value in predecessor_state_dict(predecessor).items()}
+    with pytest.raises(ValueError, match=r"the checkpoint holds non-finite values .*, \.\.\. and \d+ more; expected"):
+        convert_surgvlp_checkpoint(many, text_num_attention_heads=NUM_HEADS)

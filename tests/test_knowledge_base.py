@@ -3,6 +3,8 @@ updates (Flat, IVF, rebuild), persistence, the refresh schedule helpers, distrib
 
 import doctest
 import gc
+import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -409,3 +411,87 @@ def test_bad_schedule_arguments_raise(small_bank, call, match):
 def test_docstring_examples():
     result = doctest.testmod(knowledge_base, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- corrupted and incomplete banks (issue 15, D17) ------------------------------------------------------------------
+
+
+def _saved_bank(tmp_path, string_factory=None):
+    rng = np.random.default_rng(3)
+    bank = SilentVideoBank.from_embeddings(rng.standard_normal((64, 8)).astype(np.float32), _ids(64),
+                                           string_factory=string_factory, nprobe=2 if string_factory else None)
+    bank.save(tmp_path / "bank")
+    return bank, tmp_path / "bank"
+
+
+def _load_error(folder) -> str:
+    with pytest.raises(ValueError) as error:
+        SilentVideoBank.load(folder)
+    message = str(error.value)
+    assert message.startswith(f"cannot load the memory bank {folder}: ") and "\n" not in message, message
+    return message
+
+
+def _swap_rows(data: bytes, matrix: np.ndarray, a: int, b: int) -> bytes:
+    """`data` with the bytes of row `a` of `matrix` replaced by those of row `b` (a valid file, wrong vectors)."""
+    row_a, row_b = matrix[a].tobytes(), matrix[b].tobytes()
+    assert data.count(row_a) == 1
+    return data.replace(row_a, row_b)
+
+
+@pytest.mark.parametrize("string_factory, file", [(None, "index.faiss"), ("IVF4,Flat", "embeddings.npy")])
+def test_load_refuses_corrupted_vector_bytes(tmp_path, string_factory, file):
+    """D17: vector bytes changed on disk (still a well-formed file) loaded silently and gave wrong search results."""
+    bank, folder = _saved_bank(tmp_path, string_factory)
+    path = folder / file
+    path.write_bytes(_swap_rows(path.read_bytes(), bank.embeddings.numpy(), 5, 9))
+    message = _load_error(folder)
+    assert f"{path} is corrupted" in message and "sha256" in message
+
+    # Even with the file's sum in the config made to match, the vectors' own sum does not.
+    config = json.loads((folder / "bank_config.json").read_text())
+    config["files_sha256"][file] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / "bank_config.json").write_text(json.dumps(config))
+    message = _load_error(folder)
+    assert "embedding vectors read from" in message and "do not match the sha256" in message
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda config: config.pop("dim"), "has no `dim`; expected the embedding dimension"),
+    (lambda config: config.update(dim="8"), "`dim` is '8'; expected the embedding dimension"),
+    (lambda config: config.pop("vectors_sha256"), "has no `vectors_sha256`"),
+    (lambda config: config.update(format_version=7), "unsupported bank format_version 7"),
+    (lambda config: config.update(dim=16), "does not match"),
+], ids=["no-dim", "dim-string", "no-checksum", "future-version", "other-dim"])
+def test_load_names_the_bank_and_the_config_problem(tmp_path, change, expected):
+    """D17: a config without `dim` was a bare `KeyError: 'dim'`."""
+    _, folder = _saved_bank(tmp_path)
+    config = json.loads((folder / "bank_config.json").read_text())
+    change(config)
+    (folder / "bank_config.json").write_text(json.dumps(config))
+    assert expected in _load_error(folder)
+
+
+def test_load_names_the_bank_on_missing_files_and_raw_faiss_errors(tmp_path, caplog):
+    """D17: faiss's own errors did not name the bank's path. A truncated index of a bank saved without checksums
+    (format 1, which still loads, with a warning) reaches faiss; a missing file is named."""
+    import logging
+
+    bank, folder = _saved_bank(tmp_path, "IVF4,Flat")
+    (folder / "embeddings.npy").unlink()
+    assert "missing embeddings.npy" in _load_error(folder)
+
+    bank, folder = _saved_bank(tmp_path / "v1")
+    config = json.loads((folder / "bank_config.json").read_text())
+    config = {k: v for k, v in config.items() if not k.endswith("sha256")} | {"format_version": 1}
+    (folder / "bank_config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="datasets_ophvl"):
+        assert torch.equal(SilentVideoBank.load(folder).embeddings, bank.embeddings)
+    assert "saved without checksums" in caplog.text and str(folder) in caplog.text
+    index = folder / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])
+    message = _load_error(folder)
+    assert "RuntimeError" in message and "Traceback" not in message
+
+    (folder / "bank_config.json").write_text("{\"format_version\": 1, ")
+    assert "bank_config.json is not valid JSON" in _load_error(folder)

@@ -9,6 +9,7 @@ callables.
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -428,30 +429,47 @@ def test_refuses_finished_output(reference, source_dir, tiny_whisper, capsys):
     assert snapshot(reference["out"]) == before
 
 
+# Runs the build command in a child process that SIGKILLs itself right after its `parts`-th tar part is finished
+# (closed, renamed and recorded): a kill at a chosen point, independent of the machine's speed.
+KILL_AFTER_PARTS = """
+import os, signal, sys
+from datasets_ophvl.shards import ShardWriter
+
+parts, finish = int(sys.argv.pop(1)), ShardWriter.flush
+
+def flush(self):
+    global parts
+    opened = self._tar is not None
+    finish(self)
+    if opened:
+        parts -= 1
+        if parts == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+ShardWriter.flush = flush
+from datasets_ophvl.build import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_kill_and_resume_matches_uninterrupted_build(reference, workspace, source_dir, tiny_whisper, tmp_path):
-    """SIGKILL a build in a subprocess mid-way, rerun it, and compare with the uninterrupted build."""
+    """SIGKILL a build in a subprocess mid-way (right after its third part), rerun it, and compare with the
+    uninterrupted build."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "datasets_ophvl.build",
-               *build_args(source_dir, out, tiny_whisper, "--samples-per-part", "1")]
+    args = build_args(source_dir, out, tiny_whisper, "--samples-per-part", "1")
     # Caches go to an empty folder, which must stay empty: the build writes nothing outside OUT.
     cache = tmp_path / "cache"
     cache.mkdir()
     env = {**os.environ, "HF_HOME": str(cache / "hf"), "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(out.glob("data/*/part-*.tar"))) < 3:
-            assert process.poll() is None, process.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the build wrote no parts in 60 s"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_PARTS, "3", *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert len(list(out.glob("data/*/part-*.tar"))) == 3
     assert not (out / ".ophvl-build" / "finalized").exists() and not (out / "README.md").exists()
     done_before = len((out / ".ophvl-build" / "progress.jsonl").read_text().splitlines())
 
-    resumed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "datasets_ophvl.build", *args]
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = [json.loads(line) for line in (out / ".ophvl-build" / "progress.jsonl").read_text().splitlines()]
     assert len(log) == len({e["video_id"] for e in log}) == 11 > done_before
@@ -1048,3 +1066,193 @@ def test_validate_record_rejects_non_finite_numbers(record, field):
     assert "`duration`" in validate_record("silent", parsed)
     assert "`duration`" in validate_record("videos", {**parsed, "duration": float("-inf")})
     assert validate_record("silent", {**parsed, "duration": 3.0}) is None
+
+
+MALFORMED_JSON_TRANSCRIPTS = {  # file stem: (content, what the problem says)
+    "deep": ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
+    "stamp_int": (json.dumps([{"timestamp": 5, "text": "We insert the trocars."}]),
+                  "segment 0: `timestamp` is 5; expected [start, end]"),
+    "stamp_three": (json.dumps([{"timestamp": [1, 2, 3], "text": "We insert the trocars."}]),
+                    "segment 0: `timestamp` is [1, 2, 3]; expected [start, end]"),
+}
+
+
+@pytest.mark.parametrize("content, expected", [
+    *MALFORMED_JSON_TRANSCRIPTS.values(),
+    ("[1, 2, 3]", "segment 0 is 1 (int); expected an object"),
+    ('{"segments": {"start": 1}}', "expected a list of segments"),
+    ('[{"start": NaN, "end": 2, "text": "a"}]', "segment 0: start is nan; expected a finite number of seconds"),
+    ('[{"start": 1, "end": Infinity, "text": "a"}]', "segment 0: end is inf; expected a finite"),
+    ('[{"start": 1, "end": 1e999, "text": "a"}]', "segment 0: end is inf; expected a finite"),
+    ('[{"start": true, "end": 2, "text": "a"}]', "segment 0: start is True; expected a finite"),
+    ('[{"start": 1, "end": 2, "text": {"a": 1}}]', "segment 0: `text` is a dict; expected a string"),
+    ('[{"start": ' + "9" * 5000 + ', "end": 2}]', "not valid JSON (Exceeds the limit"),
+    ('[{"start": 1, "end": 2, "text": "a"', "not valid JSON (Expecting"),
+], ids=["deep", "timestamp-5", "timestamp-3", "not-objects", "segments-object", "nan", "infinity", "overflow",
+        "bool", "text-object", "huge-integer", "cut-short"])
+def test_json_transcript_problems_are_one_line_naming_the_file(tmp_path, content, expected):
+    """D6: each malformed JSON transcript raises `TranscriptError` (not RecursionError, TypeError or ValueError),
+    one line that starts with the file's path."""
+    from datasets_ophvl.curation.transcripts import TranscriptError
+
+    path = tmp_path / "case.json"
+    path.write_text(content)
+    with pytest.raises(TranscriptError) as error:
+        read_transcript(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message and len(message) < 400
+    # Whisper's last chunk without an end still reads.
+    path.write_text(json.dumps({"chunks": [{"timestamp": [0.5, None], "text": " Done."}]}))
+    assert [(s.start, s.end, s.text) for s in read_transcript(path)] == [(0.5, 0.5, "Done.")]
+
+
+def test_malformed_json_transcripts_are_counted_and_named_not_fatal(tmp_path, caplog):
+    """D6: one malformed `.json` transcript (deeply nested, `"timestamp": 5`, `"timestamp": [1, 2, 3]`) aborted the
+    whole build with a traceback. Each is now treated as missing, counted and named; the build finishes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for seed, (stem, (content, _)) in enumerate(MALFORMED_JSON_TRANSCRIPTS.items()):
+        write_video(src / f"{stem}.mp4", 3, size=(160, 120), audio=False, seed=seed)
+        (src / f"{stem}.json").write_text(content)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="datasets_ophvl"):
+        assert main(_small_build_args(src, out)) == 0
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    assert report["skipped"]["transcript: unreadable transcript file (treated as missing)"] == 3
+    assert sorted(read_subsets(out)["silent"]) == sorted(MALFORMED_JSON_TRANSCRIPTS)  # built without transcripts
+    for stem, (_, expected) in MALFORMED_JSON_TRANSCRIPTS.items():
+        named = f"{src / stem}.json: {expected}"
+        assert any(problem.startswith(named) for problem in report["problems"]), (named, report["problems"])
+        assert named in caplog.text
+        entry = next(e for e in _progress(out) if e["video_id"] == stem)
+        assert entry["problems"][0].startswith(named)
+
+
+def test_probe_refuses_frames_above_max_pixels_before_decoding(tmp_path, capsys):
+    """D9: frame size is checked from the stream header (configurable `probe.max_pixels`, default 4096 x 4096)
+    before a frame is decoded; an 8192x8192 video is a counted skip with that reason."""
+    import av
+
+    from datasets_ophvl.curation.probe import ProbeError, probe_media
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with av.open(str(src / "huge.mp4"), "w") as container:  # one black 8192x8192 frame per second, 3 s (~0.5 MB)
+        stream = container.add_stream("libx264", rate=1)
+        stream.width = stream.height = 8192
+        stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
+        frame = av.VideoFrame(8192, 8192, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        for i in range(3):
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    write_video(src / "small.mp4", 3, audio=False)
+    out = tmp_path / "out"
+    assert main(_small_build_args(src, out)) == 0
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    assert report["skipped"]["video skipped, probe: frames larger than probe.max_pixels"] == 1
+    assert f"{src / 'huge.mp4'}: video skipped, probe: frames larger than probe.max_pixels" in report["problems"]
+    assert sorted(read_subsets(out)["silent"]) == ["small"]
+    with pytest.raises(ProbeError, match="frames larger than probe.max_pixels"):
+        probe_media(src / "small.mp4", max_pixels=WIDTH * HEIGHT - 1)
+    assert probe_media(src / "small.mp4", max_pixels=WIDTH * HEIGHT)[0].width == WIDTH
+    capsys.readouterr()
+    assert main(_small_build_args(src, tmp_path / "out2", "--set", "probe.max_pixels=0")) == 2
+    assert "probe.max_pixels must be positive" in capsys.readouterr().err
+
+
+def _deny(paths, monkeypatch):
+    """Make reading `paths` fail with EACCES as it does for a user without permission (root reads anything)."""
+    import av
+
+    denied = {os.fspath(path) for path in paths}
+
+    def refuse(path):
+        if os.fspath(path) in denied:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    scandir, read_text, av_open = os.scandir, Path.read_text, av.open
+
+    def checked_scandir(path="."):
+        refuse(path)
+        return scandir(path)
+
+    def checked_read_text(self, *args, **kwargs):
+        refuse(self)
+        return read_text(self, *args, **kwargs)
+
+    def checked_av_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            refuse(file)
+        return av_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", checked_scandir)
+    monkeypatch.setattr(Path, "read_text", checked_read_text)
+    monkeypatch.setattr(av, "open", checked_av_open)
+
+
+@pytest.mark.parametrize("how", [
+    pytest.param("chmod", marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission")),
+    "injected",
+])
+def test_unreadable_files_and_folders_are_counted_and_named(tmp_path, monkeypatch, capsys, how):
+    """D10: an unreadable `<stem>.title.txt` aborted the build (PermissionError); an unreadable sub-folder was left
+    out silently; an unreadable video was "not a media file PyAV can open". Each is now counted and named, and the
+    reason says permission denied. `injected` raises EACCES where the build reads, for runs as root."""
+    src = tmp_path / "src"
+    (src / "locked").mkdir(parents=True)
+    write_video(src / "case.mp4", 3, audio=False, seed=1)
+    (src / "case.title.txt").write_text("A title nobody may read\n")
+    (src / "titles.json").write_text(json.dumps({"case": "Phacoemulsification from the titles table"}))
+    write_video(src / "talk.mp4", 3, audio=False, seed=2)
+    (src / "talk.vtt").write_text(PHACO_VTT)
+    write_video(src / "noread.mp4", 3, audio=False, seed=3)
+    write_video(src / "locked" / "hidden_case.mp4", 3, audio=False, seed=4)
+    denied = [src / "locked", src / "case.title.txt", src / "talk.vtt", src / "noread.mp4"]
+    if how == "chmod":
+        for path in denied:
+            path.chmod(0)
+    else:
+        _deny(denied, monkeypatch)
+    out = tmp_path / "out"
+    try:
+        code = main(_small_build_args(src, out))
+    finally:
+        for path in denied:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    assert printed["problems"] == report["problems"]
+    skipped = report["skipped"]
+    assert skipped["source: folder unreadable (permission denied)"] == 1
+    assert skipped["source: title file unreadable (permission denied; ignored)"] == 1
+    assert skipped["transcript: unreadable transcript file (permission denied; treated as missing)"] == 1
+    assert skipped["video skipped, probe: unreadable (permission denied)"] == 1
+    assert not any("not a media file PyAV can open" in reason for reason in skipped)
+    assert sorted(report["problems"]) == sorted([
+        f"{src / 'case.title.txt'}: title file unreadable (permission denied; ignored)",
+        f"{src / 'locked'}: folder unreadable (permission denied): its files were left out",
+        f"{src / 'noread.mp4'}: video skipped, probe: unreadable (permission denied)",
+        f"{src / 'talk.vtt'}: permission denied (transcript treated as missing)",
+    ])
+    videos = read_subsets(out)["silent"]
+    assert sorted(videos) == ["case", "talk"]
+    assert videos["case"][1]["title"] == "Phacoemulsification from the titles table"  # the next title source
+
+
+def test_source_with_only_unreadable_folders_says_so(tmp_path, monkeypatch, capsys):
+    """D10/D16: an SRC whose media all lie in folders that cannot be read is refused, naming those folders."""
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    write_video(src / "a" / "case.mp4", 3, audio=False)
+    _deny([src / "a"], monkeypatch)
+    capsys.readouterr()
+    assert main(_small_build_args(src, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{src} holds no media files" in err
+    assert f"could not read {src / 'a'}: folder unreadable (permission denied)" in err

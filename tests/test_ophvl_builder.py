@@ -144,7 +144,7 @@ def test_plain_load_dataset_opens_the_same_folder(ophvl_repo, cache_dir):
 
 def test_package_imports_without_optional_dependencies():
     code = "import sys, datasets_ophvl; assert not {'datasets', 'decord', 'av'} & set(sys.modules), sys.modules.keys()"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=600)
 
 
 # -- decoded frames, collation ------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_each_example_once_per_epoch_across_processes_and_workers(ophvl_repo, tm
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(script), str(root), str(tmp_path), str(tmp_path / "cache")]
-    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert all(r["world"] == 2 and "MULTI_CPU" in r["type"] for r in ranks)
@@ -545,3 +545,86 @@ def test_skip_counter_limits_warnings(caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and "logged at debug level" in warnings[-1].getMessage()
     assert counter["malformed_json"] == 5 and counter.as_dict() == {"malformed_json": 5}
+
+
+# -- frame-size cap (issue 15, D9) -----------------------------------------------------------------------------------
+
+
+def _huge_frame_video(size: int = 8192, container_format: str = "mp4", frames: int = 1) -> bytes:
+    """A small file (~200 KB) holding `frames` black `size` x `size` frames: 200 MB per frame once decoded to RGB."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container_format) as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width = stream.height = size
+        stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
+        frame = av.VideoFrame(size, size, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        for i in range(frames):
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def huge_frame_mp4() -> bytes:
+    return _huge_frame_video()
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_huge_frames_are_refused_before_decoding(huge_frame_mp4, monkeypatch, decoder):
+    """D9: a ~200 KB mp4 with one 8192x8192 frame decoded to 200 MB per sampled frame (1.5 GiB for 8). Its size is
+    read from the header and the video refused before any decoder runs."""
+    from datasets_ophvl import streaming
+    from datasets_ophvl.media import MAX_FRAME_PIXELS, video_frame_size
+    from datasets_ophvl.streaming import VideoDecodeError, decode_sampled_frames
+
+    assert len(huge_frame_mp4) < 1_000_000 and video_frame_size(huge_frame_mp4) == (8192, 8192)
+    monkeypatch.delenv("OPHVL_MAX_FRAME_PIXELS", raising=False)
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("the video was decoded")
+
+    monkeypatch.setattr(streaming, "_decode_decord", must_not_decode)
+    monkeypatch.setattr(streaming, "_decode_pyav", must_not_decode)
+    with pytest.raises(VideoDecodeError) as error:
+        decode_sampled_frames(huge_frame_mp4, OphCLIPVideoProcessor(num_frames=1), decoder=decoder)
+    assert error.value.reason == "oversized_frame"
+    assert f"8192x8192 frames (67108864 pixels) exceed max_pixels={MAX_FRAME_PIXELS}" in error.value.detail
+    # Another container than mp4 is sized through PyAV (which decodes at most one frame to tell).
+    mkv = _huge_frame_video(4608, "matroska")
+    with pytest.raises(VideoDecodeError, match="4608x4608 frames"):
+        decode_sampled_frames(mkv, OphCLIPVideoProcessor(num_frames=1), decoder=decoder)
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_frame_size_cap_is_configurable(monkeypatch, decoder):
+    from datasets_ophvl.streaming import VideoDecodeError, decode_sampled_frames
+
+    video = encode_video(make_frames(1, height=24, width=40), fps=FPS)
+    processor = OphCLIPVideoProcessor(num_frames=2)
+    monkeypatch.delenv("OPHVL_MAX_FRAME_PIXELS", raising=False)
+    assert decode_sampled_frames(video, processor, decoder=decoder, max_pixels=40 * 24)[0].shape == (2, 24, 40, 3)
+    with pytest.raises(VideoDecodeError, match=r"40x24 frames \(960 pixels\) exceed max_pixels=959"):
+        decode_sampled_frames(video, processor, decoder=decoder, max_pixels=959)
+    monkeypatch.setenv("OPHVL_MAX_FRAME_PIXELS", "500")
+    with pytest.raises(VideoDecodeError, match="max_pixels=500"):
+        decode_sampled_frames(video, processor, decoder=decoder)
+    assert decode_sampled_frames(video, processor, decoder=decoder, max_pixels=960)[0].shape == (2, 24, 40, 3)
+    monkeypatch.setenv("OPHVL_MAX_FRAME_PIXELS", "lots")
+    with pytest.raises(ValueError, match="OPHVL_MAX_FRAME_PIXELS='lots'; expected a positive whole number"):
+        decode_sampled_frames(video, processor, decoder=decoder)
+
+
+def test_oversized_frames_are_counted_skips_in_a_stream(ophvl_repo, cache_dir, monkeypatch, caplog):
+    """In `load_ophvl` a video above the cap is a counted skip named by key and shard; the stream goes on."""
+    root, written = ophvl_repo
+    monkeypatch.setenv("OPHVL_MAX_FRAME_PIXELS", str(SIZE * SIZE - 1))
+    skip_counts.reset()
+    with caplog.at_level(logging.WARNING, logger="datasets_ophvl"):
+        assert list(load_ophvl(root, "silent", num_frames=2, cache_dir=cache_dir)) == []
+    assert skip_counts.as_dict() == {"oversized_frame": len(written["silent"])}
+    assert "sample 'silent000' in silent/train-" in caplog.text and "(oversized_frame): 32x32 frames" in caplog.text

@@ -75,7 +75,7 @@ def _uploadable(folder) -> set[str]:
 def _cli(args, env, check_rc=None):
     """Run `python -m model_cards.publish ...` in a child process pointed at the fake Hub."""
     result = subprocess.run([sys.executable, "-m", "model_cards.publish", *map(str, args)], cwd=REPO_ROOT,
-                            env={**_base_env(), **env}, capture_output=True, text=True, timeout=120)
+                            env={**_base_env(), **env}, capture_output=True, text=True, timeout=600)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stdout + result.stderr
     return result
@@ -338,26 +338,57 @@ def test_republishing_the_same_folder_adds_no_commit_and_private_repos_stay_hidd
         HfApi(token=False).model_info(MODEL_ID)
 
 
-def test_fake_hub_serves_byte_ranges_and_stops_by_itself(tmp_path):
-    import time
+class _ManualTimer:
+    """Stands for `threading.Timer` in the fake Hub: records the delay and fires only when the test says so, so the
+    time to live is tested without waiting for a clock."""
+
+    made: list["_ManualTimer"] = []
+
+    def __init__(self, interval, function, args=(), kwargs=None):
+        self.interval, self.function, self.args, self.kwargs = interval, function, args, kwargs or {}
+        self.daemon, self.started, self.cancelled = False, False, False
+        _ManualTimer.made.append(self)
+
+    def start(self):
+        self.started = True
+
+    def cancel(self):
+        self.cancelled = True
+
+    def fire(self):
+        """The interval is over: run the function, as the real timer's thread would (unless cancelled)."""
+        assert self.started
+        if not self.cancelled:
+            self.function(*self.args, **self.kwargs)
+
+
+def test_fake_hub_serves_byte_ranges_and_stops_by_itself(tmp_path, monkeypatch):
+    import threading
+    import types
     import urllib.error
     import urllib.request
 
+    import fake_hub
     from fake_hub import FakeHub
 
+    # The fake Hub's time to live runs on an injected timer that the test fires (no sleeping past a deadline).
+    monkeypatch.setattr(fake_hub, "threading", types.SimpleNamespace(**{**vars(threading), "Timer": _ManualTimer}))
+    _ManualTimer.made.clear()
     with FakeHub(tmp_path / "hub", ttl=1.0, quiet=True) as hub:
+        [timer] = _ManualTimer.made
+        assert timer.interval == 1.0 and timer.started and timer.daemon
         api = HfApi(endpoint=hub.endpoint, token="hf_fake")
         api.create_repo("tester/blob", repo_type="dataset")
         api.upload_file(path_or_fileobj=bytes(range(256)) * 4, path_in_repo="a/b.bin", repo_id="tester/blob",
                         repo_type="dataset")
         request = urllib.request.Request(hub.url("tester/blob", "a/b.bin", "dataset"), headers={"Range": "bytes=10-19"})
-        with urllib.request.urlopen(request) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             assert response.status == 206 and response.read() == bytes(range(10, 20))
             assert response.headers["Content-Range"] == "bytes 10-19/1024" and response.headers["X-Repo-Commit"]
         assert [e.path for e in api.list_repo_tree("tester/blob", repo_type="dataset")] == [".gitattributes", "a"]
-        time.sleep(1.5)  # past the time to live
+        timer.fire()  # the time to live is over
         with pytest.raises(urllib.error.URLError):
-            urllib.request.urlopen(hub.url("tester/blob", "a/b.bin", "dataset"), timeout=2)
+            urllib.request.urlopen(hub.url("tester/blob", "a/b.bin", "dataset"), timeout=120)
     assert hub.unhandled == []
 
 
@@ -369,7 +400,7 @@ def test_fake_hub_runs_as_a_command_and_stops_on_a_stop_file(tmp_path):
         endpoint = process.stdout.readline().strip().split("=", 1)[1]
         assert HfApi(endpoint=endpoint, token="hf_fake").create_repo("tester/x").endswith("/tester/x")
         (root / ".stop").touch()
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=300) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -10,6 +10,7 @@ its stage names and settings alone.
 """
 
 import dataclasses
+import errno
 import logging
 import typing
 from collections import Counter
@@ -108,6 +109,9 @@ class VideoItem:
     written: Counter = field(default_factory=Counter)
     counts: Counter = field(default_factory=Counter)  # dropped units by reason (go to the card's skip report)
     tallies: Counter = field(default_factory=Counter)  # other things stages did, e.g. corrections (go to the stats)
+    # Files of this video that were ignored, each named with what was wrong ("<path>: <problem>"); they go to the
+    # progress log and the build report beside the counted reasons.
+    problems: list[str] = field(default_factory=list)
     stage: str = ""
 
     @property
@@ -174,6 +178,14 @@ class BaseStage:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings})"
+
+
+def describe_os_error(error: OSError) -> str:
+    """What went wrong reading a file, in a few words: `permission denied` for EACCES/EPERM (so that a file the user
+    cannot read is not reported as a bad file), else the system's message."""
+    if isinstance(error, PermissionError) or getattr(error, "errno", None) in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return (error.strerror or str(error) or type(error).__name__).lower()
 
 
 def model_device(device: str | None) -> str:

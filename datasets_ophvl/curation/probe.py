@@ -1,9 +1,11 @@
 """Stage `probe`: open each file with PyAV, learn its duration, size, rate and audio, and refuse what cannot be used.
 
-Refused, each with its own counted reason: files PyAV cannot open; files without a video stream (audio only); files
-whose video stream has no packets or no decodable frame (zero-frame or corrupt); truncated files (their packets end
-well before the duration the header claims); videos shorter or longer than the limits; videos whose short side is
-below the minimum resolution.
+Refused, each with its own counted reason: files the build may not read (`unreadable (permission denied)`); files
+PyAV cannot open; files without a video stream (audio only); videos whose frames have more than `max_pixels` pixels
+(checked from the stream's header before any frame is decoded: one 8192x8192 frame decodes to 200 MB); files whose
+video stream has no packets or no decodable frame (zero-frame or corrupt); truncated files (their packets end well
+before the duration the header claims); videos shorter or longer than the limits; videos whose short side is below
+the minimum resolution.
 
 The duration is measured from the video packets (last timestamp + its duration), not taken from the header, because
 headers of cut or remuxed files are often wrong; reading packets does not decode them and costs little next to the
@@ -12,7 +14,8 @@ decoding later stages do.
 
 from dataclasses import dataclass
 
-from .base import BaseStage, ProbeInfo, Skip, VideoItem, setting
+from ..media import MAX_FRAME_PIXELS
+from .base import BaseStage, ProbeInfo, Skip, VideoItem, describe_os_error, setting
 
 
 @dataclass
@@ -20,30 +23,45 @@ class ProbeSettings:
     min_duration: float = setting(5.0, "shortest video kept, in seconds")
     max_duration: float = setting(4 * 3600.0, "longest video kept, in seconds")
     min_short_side: int = setting(112, "smallest short side (pixels) kept; clips are re-encoded at encode.clip_short_side")
+    max_pixels: int = setting(
+        MAX_FRAME_PIXELS, "largest frame (width x height) decoded; larger videos are skipped before decoding"
+    )
     truncation_tolerance: float = setting(
         0.1, "a file whose packets end more than this fraction (and 1 s) before its header's duration is truncated"
     )
+
+    def __post_init__(self):
+        if not self.max_pixels > 0:
+            raise ValueError(f"probe.max_pixels must be positive, got {self.max_pixels!r}")
 
 
 class ProbeError(Exception):
     """The file cannot be used; the message is the reason that gets counted."""
 
 
-def probe_media(path) -> tuple[ProbeInfo, float | None]:
+def probe_media(path, max_pixels: int | None = None) -> tuple[ProbeInfo, float | None]:
     """Return the file's `ProbeInfo` and the duration its header declares (None when it declares none).
 
-    Raises `ProbeError(reason)` for unusable files.
+    Raises `ProbeError(reason)` for unusable files, among them videos whose frames (as the stream's header gives
+    their size) have more than `max_pixels` pixels, before any of their frames is decoded.
     """
     import av
 
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+    except PermissionError:  # av.error.PermissionError is one too (EACCES from FFmpeg)
+        raise ProbeError("unreadable (permission denied)") from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        if isinstance(error, OSError) and describe_os_error(error) == "permission denied":
+            raise ProbeError("unreadable (permission denied)") from None
         raise ProbeError("unreadable (not a media file PyAV can open)") from None
     with container:
         if not container.streams.video:
             raise ProbeError("no video stream (audio-only file)" if container.streams.audio else "no video stream")
         stream = container.streams.video[0]
+        header_width, header_height = stream.codec_context.width, stream.codec_context.height
+        if max_pixels is not None and header_width * header_height > max_pixels:
+            raise ProbeError("frames larger than probe.max_pixels")
         has_audio = bool(container.streams.audio)
         time_base = stream.time_base
         origin = container.start_time / 1_000_000 if container.start_time is not None else 0.0
@@ -73,6 +91,8 @@ def probe_media(path) -> tuple[ProbeInfo, float | None]:
         frame = None
     if frame is None:
         raise ProbeError("corrupt (no decodable video frame)")
+    if max_pixels is not None and frame.width * frame.height > max_pixels:  # a header that gave no or a wrong size
+        raise ProbeError("frames larger than probe.max_pixels")
     width, height = width or frame.width, height or frame.height
     return ProbeInfo(duration=duration, width=width, height=height, fps=fps, has_audio=has_audio,
                      video_frames=packets), declared
@@ -86,7 +106,7 @@ class ProbeStage(BaseStage):
 
     def __call__(self, item: VideoItem):
         try:
-            info, declared = probe_media(item.path)
+            info, declared = probe_media(item.path, self.settings.max_pixels)
         except ProbeError as error:
             return Skip(str(error))
         s = self.settings

@@ -11,17 +11,22 @@
   files share a stem; the sample key is that id made WebDataset-safe, with a short hash appended when two ids would
   give the same key. A build keeps the ids and keys it gave (`assignments`) and passes them back on resume, so a file
   added to the source folder later never takes the id or key of a file already built.
+- Nothing that cannot be read is left out silently: a sub-folder that cannot be listed, a media file that cannot be
+  examined, a title file, titles table or info.json that cannot be read or parsed becomes a `SourceProblem` (logged
+  as a warning naming the path, counted and listed in the build report); the build goes on without it.
 """
 
 import csv
 import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..format import make_key
+from .base import describe_os_error
 from .transcripts import TRANSCRIPT_SUFFIXES
 
 
@@ -45,19 +50,61 @@ class Source:
     title_source: str | None
 
 
-def find_media(root: Path, exclude: Path | None = None) -> list[Path]:
+@dataclass(frozen=True)
+class SourceProblem:
+    """A path under the source folder that the build could not use. `reason` is a short, stable phrase (counted
+    across files, e.g. `folder unreadable (permission denied)`); `detail` says more about this file."""
+
+    path: Path
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" + (f": {self.detail}" if self.detail else "")
+
+
+def _note(problems: list | None, path: Path, reason: str, detail: str = "") -> None:
+    problem = SourceProblem(Path(path), reason, detail)
+    logger.warning("%s", problem)
+    if problems is not None:
+        problems.append(problem)
+
+
+def find_media(root: Path, exclude: Path | None = None, problems: list | None = None) -> list[Path]:
+    """The media files under `root` (any depth, hidden folders and files and `exclude` left out), sorted.
+
+    A folder that cannot be listed or a media file that cannot be examined (permissions) is appended to `problems`
+    as a `SourceProblem` and logged, instead of being left out silently."""
     root = Path(root)
     exclude = Path(exclude).resolve() if exclude else None
+
+    def excluded(path: Path) -> bool:
+        if exclude is None:
+            return False
+        real = path.resolve()
+        return real == exclude or exclude in real.parents
+
+    def unlistable(error: OSError) -> None:
+        folder = Path(error.filename) if error.filename else root
+        _note(problems, folder, f"folder unreadable ({describe_os_error(error)})", "its files were left out")
+
     found = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if exclude is not None and (path.resolve() == exclude or exclude in path.resolve().parents):
-            continue
-        if path.is_file() and path.suffix.lower() in MEDIA_SUFFIXES:
+    # os.walk, like Path.rglob, does not descend into links to folders; unlike rglob it reports what it cannot list.
+    for folder, folders, files in os.walk(root, onerror=unlistable):
+        folder = Path(folder)
+        folders[:] = [name for name in folders if not name.startswith(".") and not excluded(folder / name)]
+        for name in files:
+            path = folder / name
+            if name.startswith(".") or path.suffix.lower() not in MEDIA_SUFFIXES:
+                continue
+            try:
+                if not path.is_file() or excluded(path):
+                    continue
+            except OSError as error:  # a folder that can be listed but not entered
+                _note(problems, path, f"media file unreadable ({describe_os_error(error)})")
+                continue
             found.append(path)
-    return found
+    return sorted(found)
 
 
 def find_transcript(video: Path) -> Path | None:
@@ -110,10 +157,14 @@ def read_title_table(path: Path) -> dict[str, str]:
 
 
 class TitleFinder:
-    """Looks titles up for videos, reading each `titles.json` / `titles.csv` once."""
+    """Looks titles up for videos, reading each `titles.json` / `titles.csv` once.
 
-    def __init__(self, root: Path):
+    A title file, titles table or info.json that cannot be read or parsed is ignored (the next source of a title is
+    tried), appended to `problems` as a `SourceProblem` and logged."""
+
+    def __init__(self, root: Path, problems: list | None = None):
         self.root = Path(root)
+        self.problems = problems
         self._tables: dict[Path, dict[str, str]] = {}
 
     def _table(self, folder: Path) -> dict[str, str]:
@@ -121,21 +172,28 @@ class TitleFinder:
             table: dict[str, str] = {}
             for name in reversed(TITLE_FILES):  # titles.json wins over titles.csv
                 path = folder / name
-                if path.is_file():
-                    try:
+                try:
+                    if path.is_file():
                         table.update(read_title_table(path))
-                    except (ValueError, OSError) as error:
-                        logger.warning("cannot read %s: %s", path, error)
+                except OSError as error:
+                    _note(self.problems, path, f"titles table unreadable ({describe_os_error(error)}; ignored)")
+                except (ValueError, RecursionError, csv.Error) as error:
+                    detail = "nested too deeply" if isinstance(error, RecursionError) else " ".join(str(error).split())
+                    _note(self.problems, path, "titles table invalid (ignored)", detail[:200])
             self._tables[folder] = table
         return self._tables[folder]
 
     def __call__(self, video: Path) -> tuple[str | None, str | None]:
         """`(title, where it came from)`, or `(None, None)`."""
         sidecar = video.with_name(video.stem + ".title.txt")
-        if sidecar.is_file():
-            title = " ".join(sidecar.read_text(encoding="utf-8-sig", errors="replace").split())
-            if title:
-                return title, "title.txt"
+        try:
+            text = sidecar.read_text(encoding="utf-8-sig", errors="replace") if sidecar.is_file() else ""
+        except OSError as error:
+            _note(self.problems, sidecar, f"title file unreadable ({describe_os_error(error)}; ignored)")
+            text = ""
+        title = " ".join(text.split())
+        if title:
+            return title, "title.txt"
         relative = video.relative_to(self.root)
         names = (video.name, video.stem, relative.as_posix(), relative.with_suffix("").as_posix())
         for folder in dict.fromkeys((video.parent, self.root)):
@@ -144,13 +202,18 @@ class TitleFinder:
                 if table.get(name, "").strip():
                     return table[name].strip(), "titles table"
         info = video.with_name(video.stem + ".info.json")
-        if info.is_file():
-            try:
-                title = json.loads(info.read_text(encoding="utf-8")).get("title")
-            except (ValueError, OSError, AttributeError):
-                title = None
-            if isinstance(title, str) and title.strip():
-                return title.strip(), "info.json"
+        title = None
+        try:
+            if info.is_file():
+                data = json.loads(info.read_text(encoding="utf-8"))
+                title = data.get("title") if isinstance(data, dict) else None
+        except OSError as error:
+            _note(self.problems, info, f"info.json unreadable ({describe_os_error(error)}; ignored)")
+        except (ValueError, RecursionError) as error:
+            detail = "nested too deeply" if isinstance(error, RecursionError) else " ".join(str(error).split())
+            _note(self.problems, info, "info.json invalid (ignored)", detail[:200])
+        if isinstance(title, str) and title.strip():
+            return title.strip(), "info.json"
         return None, None
 
 
@@ -159,7 +222,7 @@ def _hashed_key(video_id: str, attempt: int) -> str:
     return make_key(f"{video_id}-{hashlib.sha1(salt.encode()).hexdigest()[:8]}")
 
 
-def discover(root, exclude=None, *, paths=None, assigned=None, reserved=None) -> list[Source]:
+def discover(root, exclude=None, *, paths=None, assigned=None, reserved=None, problems=None) -> list[Source]:
     """All media files under `root` (never under `exclude`) with their transcripts, titles, ids and unique keys.
 
     Args:
@@ -169,10 +232,12 @@ def discover(root, exclude=None, *, paths=None, assigned=None, reserved=None) ->
             never gives a file that was added (or that sorts before another) a key whose samples are already written.
         reserved: `{key: video_id}` already in use (the videos a build recorded): a file gets such a key only when
             it is that video.
+        problems: a list that receives a `SourceProblem` for each folder, media file or title source that cannot
+            be read (see the module docstring).
     """
     root = Path(root)
-    titles = TitleFinder(root)
-    paths = find_media(root, exclude) if paths is None else list(paths)
+    titles = TitleFinder(root, problems)
+    paths = find_media(root, exclude, problems) if paths is None else list(paths)
     assigned = {str(rel): tuple(value) for rel, value in (assigned or {}).items()}
     reserved = dict(reserved or {})
     used_ids = {video_id for video_id, _ in assigned.values()}

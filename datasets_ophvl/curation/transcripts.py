@@ -7,10 +7,15 @@ them (clamp or skip) and counts it.
 JSON accepts the shapes tools write: a list of `{"start", "end", "text"}`, an object with such a list under
 `"segments"` (the Whisper CLI), or under `"chunks"` with `"timestamp": [start, end]` (a transformers ASR pipeline's
 output).
+
+A file that cannot be used raises `TranscriptError` with a one-line message that starts with the file's path and says
+what is wrong and what was expected: invalid or too deeply nested JSON, a segment that is not an object, a
+`timestamp` that is not `[start, end]`, a time that is not a finite number, a `text` that is not a string.
 """
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 
@@ -77,32 +82,60 @@ def read_srt(path) -> list[Sentence]:
 def read_vtt(path) -> list[Sentence]:
     text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     if not text.lstrip().startswith("WEBVTT"):
-        raise TranscriptError(f"{path} does not start with WEBVTT")
+        raise TranscriptError("does not start with WEBVTT; expected a WebVTT file")
     return _to_segments(_cues(text))
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _seconds(value, what: str) -> float:
+    """A finite number of seconds from a JSON value (a number, or a string holding one)."""
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
+            number = None
+    if number is None or not math.isfinite(number):
+        raise TranscriptError(f"{what} is {_short(value)}; expected a finite number of seconds")
+    return number
 
 
 def read_json(path) -> list[Sentence]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as error:
-        raise TranscriptError(f"{path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise TranscriptError("not valid JSON: nested too deeply; expected a list of segments") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer with too many digits
+        raise TranscriptError(f"not valid JSON ({error}); expected a list of segments") from None
     if isinstance(data, dict):
         data = data.get("segments", data.get("chunks"))
     if not isinstance(data, list):
-        raise TranscriptError(f"{path}: expected a list of segments (or an object with `segments` or `chunks`)")
+        raise TranscriptError("expected a list of segments (or an object with `segments` or `chunks`), "
+                              f"got {type(data).__name__}")
     cues = []
-    for entry in data:
+    for index, entry in enumerate(data):
+        where = f"segment {index}"
         if not isinstance(entry, dict):
-            raise TranscriptError(f"{path}: a segment is a {type(entry).__name__}, expected an object")
+            raise TranscriptError(f"{where} is {_short(entry)} ({type(entry).__name__}); expected an object")
         if "timestamp" in entry:
-            start, end = entry["timestamp"]
+            stamp = entry["timestamp"]
+            if not isinstance(stamp, (list, tuple)) or len(stamp) != 2:
+                raise TranscriptError(f"{where}: `timestamp` is {_short(stamp)}; expected [start, end]")
+            start, end = stamp
         else:
             start, end = entry.get("start"), entry.get("end")
-        try:
-            start, end = float(start), float(end if end is not None else start)
-        except (TypeError, ValueError):
-            raise TranscriptError(f"{path}: segment without numeric start/end: {entry}") from None
-        cues.append((start, end, [str(entry.get("text", ""))]))
+        start = _seconds(start, f"{where}: start")
+        end = start if end is None else _seconds(end, f"{where}: end")  # a pipeline's last chunk may have no end
+        text = entry.get("text", "")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise TranscriptError(f"{where}: `text` is a {type(text).__name__}; expected a string")
+        cues.append((start, end, [text]))
     return _to_segments(cues)
 
 
@@ -114,5 +147,9 @@ def read_transcript(path) -> list[Sentence]:
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise TranscriptError(f"unknown transcript format {path.suffix!r}; expected one of {TRANSCRIPT_SUFFIXES}")
-    return reader(path)
+        raise TranscriptError(f"{path}: unknown transcript format {path.suffix!r}; "
+                              f"expected one of {TRANSCRIPT_SUFFIXES}")
+    try:
+        return reader(path)
+    except TranscriptError as error:
+        raise TranscriptError(f"{path}: {error}") from None
