@@ -34,7 +34,12 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    summary = main(sys.argv[1:])
+    try:
+        summary = main(sys.argv[1:])
+    except (ValueError, OSError) as error:
+        # Bad settings, data or checkpoints are reported before anything is trained: one line, no traceback.
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     if summary.get("interrupted"):
         # Stopped by SIGTERM with a checkpoint but no final model: not a success for `train && publish` chains or
         # schedulers (128 + SIGTERM, as a shell reports a process that SIGTERM ended).

@@ -325,6 +325,49 @@ def check_ophvl(data_path: str, subsets: dict[str, str], num_frames: int = 8, de
                          f"decodable videos (datasets_ophvl.format); {why}")
 
 
+def count_samples(data_path: str, subset: str) -> int | None:
+    """The number of samples (distinct keys with a json member) in a local subset's shards, from the tar headers
+    only; None for a remote dataset (counting would read every shard)."""
+    if "://" in data_path:
+        return None
+    keys = set()
+    for url in _list_subset_shards(data_path, subset, ""):
+        try:
+            with tarfile.open(url, mode="r:") as tar:
+                keys.update(member.name.rsplit("/", 1)[-1].partition(".")[0] for member in tar
+                            if member.isreg() and member.name.endswith(".json"))
+        except (tarfile.TarError, OSError, EOFError):
+            continue  # unreadable shards are check_ophvl's and the stream's business
+    return len(keys)
+
+
+def check_settings_fit_data(data_path: str, pattern, data_args, objectives, world_size: int) -> None:
+    """One up-front check of the data against the run's settings, listing every problem with the setting to change
+    (raises `ValueError`): each process needs a full batch of every level it trains (it reads its own share of the
+    shards, about 1/world_size of the samples), a video batch must give the video-level loss negatives, and
+    retrieval needs at least K silent videos. Local datasets only (remote ones are not counted)."""
+    problems = []
+    levels = {"clip": ("clips", data_args.clip_batch_size, "--clip_batch_size"),
+              "video": ("videos", data_args.video_batch_size, "--video_batch_size")}
+    for level, (subset, batch_size, option) in levels.items():
+        if level not in pattern:
+            continue
+        count = count_samples(data_path, subset)
+        if count is not None and count // world_size < batch_size:
+            problems.append(f"{subset}: {count} samples give each of {world_size} process(es) about "
+                            f"{count // world_size}, fewer than {option} {batch_size} (lower {option} or add data)")
+    if "video" in pattern and data_args.video_batch_size * world_size < 2:
+        problems.append(f"a global video batch of {data_args.video_batch_size * world_size} has no negatives: the "
+                        "video-level loss is 0 (raise --video_batch_size to 2 or more)")
+    if "video" in pattern and objectives.retrieval:
+        count = count_samples(data_path, "silent")
+        if count is not None and count < objectives.retrieval_k:
+            problems.append(f"silent: {count} silent videos, fewer than --retrieval_k {objectives.retrieval_k} "
+                            "(lower --retrieval_k, add silent videos, or --retrieval false)")
+    if problems:
+        raise ValueError(f"the data under {data_path} does not fit this run's settings: " + "; ".join(problems))
+
+
 # -- silent videos, by row ------------------------------------------------------------------------------------------
 
 
@@ -500,6 +543,8 @@ __all__ = [
     "WorkerStateLoader",
     "build_level_stream",
     "check_ophvl",
+    "check_settings_fit_data",
+    "count_samples",
     "required_subsets",
     "scan_silent_videos",
     "silent_loader",

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from .config import PretrainConfig, save_config
-from .data import build_level_stream, check_ophvl, required_subsets, scan_silent_videos, silent_loader, split_batch
+from .data import (build_level_stream, check_ophvl, check_settings_fit_data, required_subsets, scan_silent_videos,
+                   silent_loader, split_batch)
 from .modeling import (
     OphCLIPPretrainingModule,
     VideoAugment,
@@ -195,8 +196,12 @@ class Pretrainer:
         from datasets_ophvl.streaming import resolve_path
 
         c = self.config
-        check_ophvl(resolve_path(c.data.data_path), required_subsets(c.objectives.pattern(), c.objectives.retrieval),
+        data_path = resolve_path(c.data.data_path)
+        check_ophvl(data_path, required_subsets(c.objectives.pattern(), c.objectives.retrieval),
                     num_frames=c.data.num_frames, decoder=c.data.decoder)
+        # The launcher's world size (the accelerator is not built yet).
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        check_settings_fit_data(data_path, c.objectives.pattern(), c.data, c.objectives, world_size)
 
     def _setup_data(self):
         from datasets_ophvl.streaming import resolve_path

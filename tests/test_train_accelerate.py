@@ -310,6 +310,23 @@ def test_missing_data_is_an_error_before_anything_is_built(assets, tmp_path):
     assert summary["global_step"] == 1
 
 
+def test_settings_that_do_not_fit_the_data_are_one_error_listing_every_problem(assets, tmp_path):
+    """Batch sizes larger than a process's share of the samples, a video batch without negatives and a K larger than
+    the silent videos are found before anything is built, all in one line, without a traceback."""
+    args = base_args(assets, tmp_path / "run", "--max_steps", "2", "--clip_batch_size", "64", "--video_batch_size",
+                     "1", "--retrieval_k", "9")
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the data under ") and "does not fit this run's settings" in line
+    for expected in ("fewer than --clip_batch_size 64", "a global video batch of 1 has no negatives",
+                     "fewer than --retrieval_k 9"):
+        assert expected in line, line
+    assert not (tmp_path / "run" / "final").exists()
+
+
 def test_unreadable_shards_are_an_error_but_a_bad_shard_is_skipped(assets, tmp_path):
     """Shards that are all garbage, or whose every video is undecodable, are an error before the first step; one
     garbage shard among good ones stays a counted skip."""
