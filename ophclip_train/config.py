@@ -63,7 +63,7 @@ class ModelArguments:
         default=None,
     )
     projection_dim: int | None = _help(
-        "Joint embedding dimension when building from a config (default: the config's).", default=None
+        "Joint embedding dimension when building from a config (None: the config's).", default=None
     )
     learnable_logit_scale: bool | None = _help(
         "Train the temperature (log inverse temperature, clamped to ln(100) after every step). Default: the "
@@ -400,6 +400,11 @@ def build_parser():
         "line, which overrides the file."))
     parser.add_argument("--config", default=None, metavar="YAML",
                         help="A flat YAML file of options (keys are the option names without '--').")
+    # HfArgumentParser gives every boolean option that defaults to True a `--no_<name>` twin with the same help text.
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--no_"):
+                action.help = f"Shorthand for --{flag[5:]} false."
     return parser
 
 
