@@ -1,20 +1,34 @@
-"""The built-in benchmarks. Each is one `register_benchmark` call; its prompts are in `prompts/<file>.json`.
+"""The built-in benchmarks: `BUILTIN_BENCHMARKS`, registered by `registry.load_builtin_benchmarks()` (this module
+never imports the registry). Their prompts are in `prompts/<file>.json`.
 
 Class names and their order follow each dataset's own publication (label-id order where the annotations use ids).
 Where an annotation file spells a class differently from its published name (typos, underscores), the loader maps the
 file's spelling through `label_map`; the class name, which the prompt templates are filled with, keeps the published
 wording. Each description says what was checked against public copies of the dataset's files or loaders (verified) and
-what is assumed; a benchmark without an official split loads every video whatever split is asked for.
+what is assumed; a benchmark without an official split loads every video whatever split is asked for. Each `scoring`
+says what is scored and what is left out (the benchmark card, `python -m evaluate_suite card NAME`).
 
-Registered: `ophvl-mini-phase`, `ophvl-mini-instruments` (synthetic, clinic A: `benchmark/`),
-`ophvl-mini-shifted-phase`, `ophvl-mini-shifted-instruments` (synthetic, clinic B: `benchmark-shifted/`),
-`cataract-1k-phase`, `cataract-101-phase`, `cataract-21-phase`, `cataracts-tools`, `cataracts2020-steps`,
-`ophnet-phase`, `ophnet-operation`, `cadis-instruments`.
+Real datasets (`real=True`, 11 entries): `cataract-1k-phase`, `cataract-1k-instruments`, `cataract-101-phase`,
+`cataract-21-phase`, `cataracts-tools`, `cataracts2020-steps`, `ophnet-phase`, `ophnet-operation`,
+`cadis-instruments`, `sics-155-phase`, `cataract-lmm-phase`. Synthetic: `ophvl-mini-phase`,
+`ophvl-mini-instruments` (clinic A: `benchmark/`), `ophvl-mini-shifted-phase`, `ophvl-mini-shifted-instruments`
+(clinic B: `benchmark-shifted/`).
+
+Comparison defaults: the real benchmarks use one prompt sentence per class (`prompt_mode="sentence"`, as SurgVLP,
+HecVL and PeskaVLP); the OphVL-mini benchmarks keep the sentence + templates ensemble (`prompt_mode="ensemble"`).
 """
 
-from .loaders import (frame_labels_layout, mask_presence_layout, phase_starts_layout, segments_layout,
-                      tool_presence_layout)
-from .registry import BenchmarkSpec, register_benchmark
+from .loaders import (frame_labels_layout, frame_sequence_layout, mask_presence_layout, phase_starts_layout,
+                      polygon_presence_layout, segments_layout, tool_presence_layout)
+from .spec import BenchmarkSpec
+
+
+_BUILTIN: list[BenchmarkSpec] = []
+
+
+def _builtin(spec: BenchmarkSpec) -> BenchmarkSpec:
+    _BUILTIN.append(spec)
+    return spec
 
 
 # -- OphVL-mini (synthetic) --------------------------------------------------------------------------------------------
@@ -23,20 +37,27 @@ OPHVL_MINI_PHASES = ("Incision", "Viscous agent injection", "Rhexis", "Phacoemul
                      "Irrigation and aspiration", "Lens implant setting-up")
 OPHVL_MINI_INSTRUMENTS = ("Primary Incision Knife", "Viscoelastic Cannula", "Capsulorhexis Forceps",
                           "Phacoemulsifier Handpiece", "Irrigation/Aspiration Handpiece", "Implant Injector")
+_MINI_PHASE_SCORING = ("Frames sampled at 1 fps from every video of the split; the idle lead-in before a video's first "
+                       "phase start is unlabelled and not scored. Prompts: each class's sentence and two templates, "
+                       "averaged (ensemble), the OphVL-mini default.")
+_MINI_TOOL_SCORING = ("Frames sampled at 1 fps; every frame has a 0/1 label for each of the 6 instruments, all scored. "
+                      "Prompts: ensemble, the OphVL-mini default.")
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophvl-mini-phase",
     task="phase",
     classes=OPHVL_MINI_PHASES,
     loader=phase_starts_layout,
     loader_options={"meta_split_file": "meta.json"},
     prompts="ophvl_mini_phase.json",
+    prompt_mode="ensemble", real=False, folder="benchmark",
+    scoring=_MINI_PHASE_SCORING,
     description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
                 "(the narrated data's look), phases labelled per frame in the Cataract-101 layout (`benchmark/` "
                 "folder).",
 ))
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophvl-mini-instruments",
     task="instruments",
     classes=OPHVL_MINI_INSTRUMENTS,
@@ -44,6 +65,8 @@ register_benchmark(BenchmarkSpec(
     loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
                     "meta_split_file": "meta.json"},
     prompts="ophvl_mini_instruments.json",
+    prompt_mode="ensemble", real=False, folder="benchmark",
+    scoring=_MINI_TOOL_SCORING,
     description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
                 "(the narrated data's look), instrument presence per frame in the CATARACTS layout "
                 "(`benchmark/tool_annotations/`).",
@@ -53,19 +76,21 @@ register_benchmark(BenchmarkSpec(
 # to `benchmark-shifted/` in the same layouts: scores here against `ophvl-mini-phase` / `-instruments` measure the
 # domain shift, and what learning from the silent videos recovers of it.
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophvl-mini-shifted-phase",
     task="phase",
     classes=OPHVL_MINI_PHASES,
     loader=phase_starts_layout,
     loader_options={"meta_split_file": "meta.json"},
     prompts="ophvl_mini_phase.json",
+    prompt_mode="ensemble", real=False, folder="benchmark-shifted",
+    scoring=_MINI_PHASE_SCORING,
     description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
                 "(the silent videos' look: another microscope, instrument makes and pace), phases labelled per frame "
                 "in the Cataract-101 layout (`benchmark-shifted/` folder).",
 ))
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophvl-mini-shifted-instruments",
     task="instruments",
     classes=OPHVL_MINI_INSTRUMENTS,
@@ -73,6 +98,8 @@ register_benchmark(BenchmarkSpec(
     loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
                     "meta_split_file": "meta.json"},
     prompts="ophvl_mini_instruments.json",
+    prompt_mode="ensemble", real=False, folder="benchmark-shifted",
+    scoring=_MINI_TOOL_SCORING,
     description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
                 "(the silent videos' look), instrument presence per frame in the CATARACTS layout "
                 "(`benchmark-shifted/tool_annotations/`).",
@@ -85,7 +112,7 @@ CATARACT_1K_PHASES = ("Incision", "Viscoelastic", "Capsulorhexis", "Hydrodissect
                       "Irrigation-Aspiration", "Capsule Polishing", "Lens Implantation", "Lens Positioning",
                       "Viscoelastic-Suction", "Anterior-Chamber Flushing", "Tonifying/Antibiotics")
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cataract-1k-phase",
     task="phase",
     classes=CATARACT_1K_PHASES,
@@ -96,12 +123,23 @@ register_benchmark(BenchmarkSpec(
         "video_path": "videos/case_{id}.mp4",
         "start_column": "frame", "end_column": "endFrame", "label_column": "comment",
         "units": "frames", "end_inclusive": True,
+        "start_seconds_column": "sec", "end_seconds_column": "endSec",
         # The annotation files' own spellings (verified on the published files by third-party readers).
         "label_map": {"Irrigation/Aspiration": "Irrigation-Aspiration", "Capsule Pulishing": "Capsule Polishing",
                       "Lens positioning": "Lens Positioning", "Viscoelastic_Suction": "Viscoelastic-Suction",
                       "Anterior_Chamber Flushing": "Anterior-Chamber Flushing"},
     },
     prompts="cataract1k_phase.json",
+    prompt_mode="sentence",
+    folder="cataract-1k",
+    scoring=(
+        "The 12 action phases, at 1 fps, per video (accuracy and macro-F1 averaged over videos). Not scored: idle "
+        "time (frames outside every phase interval; the files have no Idle row) and frames two intervals give "
+        "different phases. Frame numbers are cross-checked with the `sec`/`endSec` columns at the video's rate; a "
+        "disagreement is noted per video in the result record (`extra['load_notes']`) with the column that placed "
+        "the labels (the frame numbers when they fit the video, else the seconds); a video is skipped, with the "
+        "reason, only when neither fits."
+    ),
     description=(
         "Cataract-1K phase-recognition subset: 56 regular cataract surgeries (1024x768; Klinikum Klagenfurt), 12 "
         "action phases in the order of the dataset README; idle time is unlabelled. Layout: "
@@ -112,7 +150,8 @@ register_benchmark(BenchmarkSpec(
         "`action_frame_extractor.py` and third-party readers of the Synapse release): file names, the column names "
         "and positions, the 12 phase spellings in the files ('Capsule Pulishing', 'Lens positioning', "
         "'Viscoelastic_Suction', 'Anterior_Chamber Flushing', 'Irrigation/Aspiration', 'Tonifying/Antibiotics'), no "
-        "idle label. Assumed: `frame`/`endFrame` are 0-based and `endFrame` is inclusive; the `videos/` folder name. "
+        "idle label; the README's 30 fps for this subset. Assumed: `frame`/`endFrame` are 0-based and `endFrame` is "
+        "inclusive; the `videos/` folder name. "
         "No official phase split: every split loads all videos."
     ),
     homepage="https://github.com/Negin-Ghamsarian/Cataract-1K",
@@ -128,17 +167,26 @@ CATARACT_101_PHASES = ("Incision", "Viscous agent injection", "Rhexis", "Hydrodi
                        "Viscous agent removal", "Tonifying and antibiotics")
 _ITEC_SPELLINGS = {"Phacoemulsificiation": "Phacoemulsification"}
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cataract-101-phase",
     task="phase",
     classes=CATARACT_101_PHASES,
     loader=phase_starts_layout,
-    loader_options={"label_map": _ITEC_SPELLINGS},
+    loader_options={"label_map": _ITEC_SPELLINGS, "trailing_repeat_ends": True},
     prompts="cataract101_phase.json",
+    prompt_mode="sentence",
+    folder="cataract-101",
+    scoring=(
+        "The 10 phases at 1 fps, per video. Not scored: frames before a video's first phase start, and frames after "
+        "its end-of-annotation row (most videos end with a row that repeats the last phase: it closes the "
+        "annotation, it does not start a phase). No official split: every split loads all 101 videos, so linear "
+        "probes are not run on it."
+    ),
     description=(
         "Cataract-101: 101 cataract surgeries (720x540, 25 fps; Klinikum Klagenfurt, four surgeons), 10 phases in "
         "`phases.csv` id order. Layout: `annotations.csv` (VideoID;FrameNo;Phase, the 0-based frame where each phase "
-        "starts; a phase lasts until the next row, frames before the first row are unlabelled), `videos.csv` "
+        "starts; a phase lasts until the next row, frames before the first row are unlabelled; a last row "
+        "repeating the phase before it marks the end of the annotation, inclusive), `videos.csv` "
         "(VideoID;Frames;FPS;Surgeon;Experience), `phases.csv` (Phase;Meaning) and `videos/case_<VideoID>.mp4`. "
         "Verified on public copies of the three CSV files: headers, ';' separators, start-frame rows, recurring phases "
         "and the spelling 'Phacoemulsificiation' in phases.csv (mapped to the class 'Phacoemulsification'). No "
@@ -148,7 +196,7 @@ register_benchmark(BenchmarkSpec(
     citation="Schoeffmann K. et al., Cataract-101: Video Dataset of 101 Cataract Surgeries, ACM MMSys 2018.",
 ))
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cataract-21-phase",
     task="phase",
     classes=CATARACT_101_PHASES,
@@ -160,7 +208,15 @@ register_benchmark(BenchmarkSpec(
         "frame_column": 0, "label_column": 1, "header": None, "delimiter": None, "frame_base": 0,
         "label_map": _ITEC_SPELLINGS, "ignore": ("not_initialized",), "fps": 25.0,
     },
+    split_names={"train": "training"}, extra_splits=("all",),
     prompts="cataract101_phase.json",
+    prompt_mode="sentence",
+    folder="cataract-21",
+    scoring=(
+        "The 10 Cataract-101 phases at 1 fps, per video. Not scored: 'not_initialized' frames and frames without a "
+        "row. Splits: train = `training/` (17 videos; 'training' is accepted too), validation = test = "
+        "`validation/` (4 videos), all = both."
+    ),
     description=(
         "Cataract-21 (Cat-21): 21 cataract surgeries from Klinikum Klagenfurt with the same 10 phase labels as "
         "Cataract-101 (the ITEC page lists phases 2 and 8 as one class 'Viscous agent injection'). Layout: "
@@ -187,7 +243,7 @@ CATARACTS_TOOLS = ("biomarker", "Charleux cannula", "hydrodissection cannula", "
                    "micromanipulator", "suture needle", "Mendez ring", "Vannas scissors")
 CATARACTS_SPLITS = {"train": [f"train{i:02d}" for i in range(1, 26)], "test": [f"test{i:02d}" for i in range(1, 26)]}
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cataracts-tools",
     task="instruments",
     classes=CATARACTS_TOOLS,
@@ -197,6 +253,12 @@ register_benchmark(BenchmarkSpec(
                     "eval_column": "to_be_evaluated", "extra_columns": ("to_be_evaluated",)},
     splits=CATARACTS_SPLITS,
     prompts="cataracts_tools.json",
+    prompt_mode="sentence",
+    folder="cataracts",
+    scoring=(
+        "Presence of the 21 tools at 1 fps (mAP over tools, FPR at 0.5). Not scored: cells of 0.5 (ambiguous) and "
+        "rows with `to_be_evaluated` = 0. Splits: train / test (25 videos each); no validation split."
+    ),
     description=(
         "CATARACTS (2017 challenge): 50 cataract surgeries from Brest University Hospital (1920x1080, about 30 fps), "
         "25 training and 25 test videos, presence of 21 tools per frame in the order of the challenge ground truth. "
@@ -217,7 +279,7 @@ CATARACTS_STEPS = ("Toric Marking", "Implant Ejection", "Incision", "Viscodilata
                    "Preparing Implant", "Manual Aspiration", "Implantation", "Positioning", "OVD Aspiration",
                    "Suturing", "Sealing Control", "Wound Hydration")
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cataracts2020-steps",
     task="phase",
     classes=CATARACTS_STEPS,
@@ -227,6 +289,11 @@ register_benchmark(BenchmarkSpec(
                     "frame_base": 1, "label_kind": "index", "index_base": 1, "ignore": ("0",), "fps": 30.0},
     splits=CATARACTS_SPLITS,
     prompts="cataracts2020_steps.json",
+    prompt_mode="sentence",
+    folder="cataracts",
+    scoring=(
+        "The 18 steps at 1 fps, per video. Not scored: Idle (step 0). Splits: train / test; no validation split."
+    ),
     description=(
         "CATARACTS 2020 surgical-step labels on the 50 CATARACTS videos: 18 steps with ids 1-18 in the order of the "
         "challenge evaluation script (0 is Idle, left unlabelled). Layout: `phase_annotations/<id>.csv` with columns "
@@ -314,29 +381,54 @@ OPHNET_OPERATIONS = (
     "Removal of Gonioscope", "Ligation of Drainage Tube", "Deep Sclerectomy (Kelly Descemet Punch)", "Others",
 )
 
+# Filler labels: no surgical phase/operation in them ("Step Interval": between two steps; "Non-functional Segment" /
+# "Invalid Segment": off the eye or not surgery) or a catch-all of rare labels ("Others"). They are read as unlabelled
+# by default, as Idle is for Cataract-1K and CATARACTS 2020; `spec.with_unlabelled(())` (or the command line's
+# `--unlabelled` with no name) scores them as classes.
+OPHNET_PHASE_FILLERS = ("Step Interval", "Non-functional Segment", "Others")
+OPHNET_OPERATION_FILLERS = ("Step Interval", "Invalid Segment (Non-surgical Operation Segment)", "Others")
+
+
+def _without(labels, fillers):
+    return tuple(name for name in labels if name not in fillers)
+
+
 _OPHNET_LAYOUT = (
     "Layout: `OphNet2024_loca_challenge_phase.csv` (video_id,start,end,split,surgery_id,phase_id; one row per "
     "phase interval in seconds of the untrimmed video) and `OphNet2024_loca_challenge.csv` (the same plus "
     "operation_id), untrimmed videos `OphNet2024_all/<video_id>.mp4`, and optionally the repository's temporal-"
     "localisation file `OphNet2024_phase.json` (per-video fps and duration). The videos' frame rates differ (25, 30, "
     "59.9 fps): they come from that file when present, else from each video container. The split (train/val/test) "
-    "is the table's `split` column. Frames between intervals are unlabelled; frames two overlapping intervals label "
+    "is the table's `split` column, whose `val` is the registry's `validation` (either name is accepted). Frames "
+    "between intervals are unlabelled; frames two overlapping intervals label "
     "differently are unlabelled; an interval may overrun the video end by up to 1 s (it is cut). Verified (OphNet "
     "repository: README, annotation CSVs, cliper.py, temporal-localisation JSON; the label table `ophnet_labels.json` "
     "as copied in a third-party repository and consistent with the interval sequences): columns, seconds, splits, "
     "the mapping of rare labels to one 'Others' id, the id names. Assumed: the `OphNet2024_all/` folder name."
 )
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophnet-phase",
     task="phase",
-    classes=OPHNET_PHASES,
+    classes=_without(OPHNET_PHASES, OPHNET_PHASE_FILLERS),
+    label_names=OPHNET_PHASES,
+    unlabelled=OPHNET_PHASE_FILLERS,
+    split_names={"validation": "val"},
+    folder="ophnet",
+    scoring=(
+        "49 phases at 1 fps, per video. Not scored (unlabelled by default): the filler labels 'Step Interval' (id 2), "
+        "'Non-functional Segment' (id 3) and the catch-all 'Others' (id 51), together more than 15 % of the interval "
+        "rows; frames between intervals; frames two overlapping intervals label differently. To score the fillers as "
+        "classes use `get_benchmark('ophnet-phase').with_unlabelled(())` (benchmark 'ophnet-phase-all-labels') or "
+        "`--unlabelled` with no name on the command line. Splits: train / validation ('val' in the file) / test."
+    ),
     loader=segments_layout,
     loader_options={"annotations": "OphNet2024_loca_challenge_phase.csv", "video_column": "video_id",
                     "start_column": "start", "end_column": "end", "label_column": "phase_id",
                     "split_column": "split", "units": "seconds", "label_kind": "index", "index_base": 0,
                     "info": "OphNet2024_phase.json", "video_path": "OphNet2024_all/{id}.mp4"},
     prompts="ophnet_phase.json",
+    prompt_mode="sentence",
     description=(
         "OphNet 2024 phase localisation (743 videos of cataract, glaucoma and corneal surgery with time boundaries): "
         "52 phase ids 0-51 of the challenge files, where ids 0-50 keep the names of the OphNet label table and 51 "
@@ -348,16 +440,27 @@ register_benchmark(BenchmarkSpec(
              "ECCV 2024.",
 ))
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="ophnet-operation",
     task="phase",
-    classes=OPHNET_OPERATIONS,
+    classes=_without(OPHNET_OPERATIONS, OPHNET_OPERATION_FILLERS),
+    label_names=OPHNET_OPERATIONS,
+    unlabelled=OPHNET_OPERATION_FILLERS,
+    split_names={"validation": "val"},
+    folder="ophnet",
+    scoring=(
+        "104 operations at 1 fps, per video. Not scored (unlabelled by default): 'Step Interval' (id 1), 'Invalid "
+        "Segment (Non-surgical Operation Segment)' (id 2) and the catch-all 'Others' (id 106); frames between "
+        "intervals; frames two overlapping intervals label differently. `with_unlabelled(())` scores them. Splits: "
+        "train / validation ('val' in the file) / test."
+    ),
     loader=segments_layout,
     loader_options={"annotations": "OphNet2024_loca_challenge.csv", "video_column": "video_id",
                     "start_column": "start", "end_column": "end", "label_column": "operation_id",
                     "split_column": "split", "units": "seconds", "label_kind": "index", "index_base": 0,
                     "info": "OphNet2024_phase.json", "video_path": "OphNet2024_all/{id}.mp4"},
     prompts="ophnet_operation.json",
+    prompt_mode="sentence",
     description=(
         "OphNet 2024 operation localisation (fine-grained steps inside the phases): 107 operation ids 0-106 of the "
         "challenge file, where ids 0-105 keep the names of the OphNet label table (whitespace normalised) and 106 "
@@ -383,7 +486,7 @@ CADIS_INSTRUMENT_PIXELS = {
 }
 CADIS_INSTRUMENTS = tuple(CADIS_INSTRUMENT_PIXELS)
 
-register_benchmark(BenchmarkSpec(
+_builtin(BenchmarkSpec(
     name="cadis-instruments",
     task="instruments",
     classes=CADIS_INSTRUMENTS,
@@ -394,11 +497,19 @@ register_benchmark(BenchmarkSpec(
     splits={"train": [f"Video{i:02d}" for i in (1, 3, 4, 6, 8, 9, 10, 11, 13, 14, 15, 17, 18, 19, 20, 21, 23, 24, 25)],
             "validation": ["Video05", "Video07", "Video16"], "test": ["Video02", "Video12", "Video22"]},
     prompts="cadis_instruments.json",
+    prompt_mode="sentence",
+    sparse_labels=True,
+    folder="cadis",
+    scoring=(
+        "Presence of 21 instruments in exactly the labelled frames (the masks; sparse: about one frame in ten at 30 "
+        "fps), not at 1 fps: every mask is scored once. Not scored: frames without a mask. Anatomy classes (0-6) are "
+        "not instruments. Splits: train 19 / validation 3 / test 3 videos."
+    ),
     description=(
         "CaDIS: pixel-level labels of 4,670 frames sampled from the 25 CATARACTS training videos; here the presence "
         "of 21 instruments in each labelled frame (an instrument's handle class counts as the instrument), other "
-        "frames unknown (NaN). Note the labels are sparse: sample the labelled frames (they lie on multiples of 10 "
-        "frames) rather than 1 fps. Layout: `Video<NN>/Labels/Video<N>_frame<FFFFFF>.png` (8-bit class-id masks; "
+        "frames unknown (NaN). The labels are sparse (on multiples of 10 frames): the protocols score exactly the "
+        "labelled frames. Layout: `Video<NN>/Labels/Video<N>_frame<FFFFFF>.png` (8-bit class-id masks; "
         "`Video<NN>/Images/` holds the RGB frames) and the source video `videos/train<NN>.mp4`. Verified (CaDIS "
         "paper/challenge pages, third-party loaders): folder and file naming, the 36 class ids and names, the split "
         "(train 19 videos, validation 5/7/16, test 2/12/22; one third-party copy lists validation 6/7/16). Assumed: "
@@ -409,3 +520,148 @@ register_benchmark(BenchmarkSpec(
     citation="Flouty E., Kadkhodamohammadi A., Luengo I. et al., CaDIS: Cataract Dataset for Image Segmentation, "
              "arXiv:1906.11586 (2019).",
 ))
+
+
+# -- Cataract-1K (instrument presence from the segmentation subset) ----------------------------------------------------
+
+# Supervisely `classTitle`s of the instrument polygons (the authors' mask script
+# `json_to_network_mask_instrument_classification_rev.py`) -> the instrument names of the dataset README.
+CATARACT_1K_INSTRUMENT_TITLES = {
+    "slit knife": "Slit/Incision Knife", "incision knife": "Slit/Incision Knife", "gauge": "Gauge",
+    "spatula": "Spatula", "rhexis": "Capsulorhexis Cystotome", "phaco tip": "Phacoemulsifier Tip",
+    "IA": "Irrigation-Aspiration", "cartridge": "Lens Injector", "rhexis forceps": "Capsulorhexis Forceps",
+    "katena forceps": "Katena Forceps",
+}
+CATARACT_1K_INSTRUMENTS = ("Slit/Incision Knife", "Gauge", "Spatula", "Capsulorhexis Cystotome", "Phacoemulsifier Tip",
+                           "Irrigation-Aspiration", "Lens Injector", "Capsulorhexis Forceps", "Katena Forceps")
+
+_builtin(BenchmarkSpec(
+    name="cataract-1k-instruments",
+    task="instruments",
+    classes=CATARACT_1K_INSTRUMENTS,
+    loader=polygon_presence_layout,
+    loader_options={"class_titles": CATARACT_1K_INSTRUMENT_TITLES, "case_pattern": "case_{id}",
+                    "images_dir": "img", "annotations_dir": "ann", "fps": 0.2,
+                    "other_titles": ("pupil", "iris", "lens", "lense", "cornea", "intraocular lens")},
+    prompts="cataract1k_instruments.json",
+    prompt_mode="sentence",
+    sparse_labels=True,
+    folder="cataract-1k-segmentation",
+    scoring=(
+        "Presence of the 9 instruments of the README in each annotated still frame (2,256 frames of 30 videos, one "
+        "frame per 5 s), every frame once (mAP over instruments, FPR at 0.5). Absent = no polygon of that instrument "
+        "in the frame's annotation. Not scored: images without an annotation file. Anatomy polygons are ignored. No "
+        "official single split (five patient-wise folds): every split loads all 30 videos."
+    ),
+    description=(
+        "Cataract-1K semantic-segmentation subset read as multi-instrument recognition: 2,256 frames (1024x768) of 30 "
+        "regular cataract surgeries with polygon annotations of 3 anatomical structures and 9 instruments (slit/"
+        "incision knife, gauge, spatula, capsulorhexis cystotome, phacoemulsifier tip, irrigation-aspiration, lens "
+        "injector, capsulorhexis forceps, katena forceps). Layout (Supervisely export): `case_<id>/img/case<id>_<NN>"
+        ".png` and `case_<id>/ann/case<id>_<NN>.png.json` (`objects[].classTitle`, `points.exterior`). Verified "
+        "(dataset README; the authors' mask scripts; the authors' five-fold CSVs listing `case_5013/img/"
+        "case5013_01.png`): the folder and file naming, the Supervisely `objects`/`classTitle` fields, the instrument "
+        "titles ('slit knife', 'incision knife', 'gauge', 'spatula', 'rhexis', 'phaco tip', 'IA', 'cartridge', "
+        "'katena forceps', 'rhexis forceps') and their grouping (the two knives are one class; 'cartridge' is the "
+        "lens injector). Assumed: the anatomy titles ignored; the frame order is the image number; the release's "
+        "COCO-format copy is not read."
+    ),
+    homepage="https://github.com/Negin-Ghamsarian/Cataract-1K",
+    citation="Ghamsarian N. et al., Cataract-1K Dataset for Deep-Learning-Assisted Analysis of Cataract Surgery "
+             "Videos, Scientific Data 11, 373 (2024).",
+))
+
+
+# -- SICS-155 (manual small-incision cataract surgery phases) ----------------------------------------------------------
+
+# `mapping.txt` of the challenge's evaluation repository: id, file spelling -> class name (0 is background).
+SICS_155_LABELS = {
+    "peritomy": "Peritomy", "cautery": "Cautery", "scleral_groove": "Scleral Groove", "incision": "Incision",
+    "tunnel": "Tunnel", "sideport": "Sideport", "AB_injection_and_wash": "AB Injection and Wash",
+    "OVD_injection": "OVD Injection", "capsulorrhexis": "Capsulorhexis", "main_incision_entry": "Main Incision Entry",
+    "hydroprocedure": "Hydroprocedure", "nucleus_prolapse": "Nucleus Prolapse", "nucleus_delivery": "Nucleus Delivery",
+    "cortical_wash": "Cortical Wash", "OVD_IOL_insertion": "OVD and IOL Insertion", "OVD_wash": "OVD Wash",
+    "stromal_hydration": "Stromal Hydration", "tunnel_suture": "Tunnel Suture",
+}
+SICS_155_PHASES = tuple(SICS_155_LABELS.values())
+
+_builtin(BenchmarkSpec(
+    name="sics-155-phase",
+    task="phase",
+    classes=SICS_155_PHASES,
+    loader=frame_sequence_layout,
+    loader_options={"labels": "{folder}/groundTruth/{id}.txt", "video_path": "{folder}/videos/{id}.mp4",
+                    "split_folders": {"train": ["train"], "validation": ["validation"], "test": ["test"]},
+                    "label_map": SICS_155_LABELS, "ignore": ("background",), "fps": 30.0,
+                    "mapping": "mapping.txt"},
+    prompts="sics155_phase.json",
+    prompt_mode="sentence",
+    folder="sics-155",
+    scoring=(
+        "The 18 phases at 1 fps, per video. Not scored: 'background' frames (no recognisable phase) and frames past "
+        "the last line of a ground-truth file. Splits: train (100) / validation (15) / test (40, released after the "
+        "challenge)."
+    ),
+    description=(
+        "SICS-155 (MICCAI 2025 challenge): 155 manual small-incision cataract surgeries from Sankara Eye Hospital "
+        "(960x540, 30 fps), 18 phases plus background. Layout: `<split>/groundTruth/<video>.txt` with one label name "
+        "per frame (line i = frame i) and `<split>/videos/<video>.mp4`; `mapping.txt` (`<id> <name>`, 0 background, "
+        "1-18 the phases), read when present to check the names. Verified (challenge website; the evaluation "
+        "repository's `mapping.txt`, `utils.read_phase_file` and `evaluation.py`): one label name per line, the 19 "
+        "names and ids, 30 fps, the 100/15/40 split. The website's phase list ends with 'conjunctival_cautery' where "
+        "`mapping.txt` has 'tunnel_suture': the file's name is used. Assumed: the folder names (`train/`, "
+        "`validation/`, `test/`, `groundTruth/`, `videos/`) and that line 1 is the video's first frame."
+    ),
+    homepage="https://medvisbonn.github.io/",
+    citation="SICS-155 challenge, MICCAI 2025 (Mueller S., Wintergerst M. et al.; https://medvisbonn.github.io/); "
+             "baseline on its SICS-105 subset: Scientific Reports (2025), doi:10.1038/s41598-025-00303-z.",
+))
+
+
+# -- Cataract-LMM (phase recognition subset) ---------------------------------------------------------------------------
+
+CATARACT_LMM_PHASES = ("Incision", "Viscoelastic", "Capsulorhexis", "Hydrodissection", "Phacoemulsification",
+                       "Irrigation-Aspiration", "Capsule Polishing", "Lens Implantation", "Lens Positioning",
+                       "Viscoelastic Suction", "Anterior Chamber Flushing", "Tonifying-Antibiotics")
+
+_builtin(BenchmarkSpec(
+    name="cataract-lmm-phase",
+    task="phase",
+    classes=CATARACT_LMM_PHASES,
+    unlabelled=("Idle",),
+    loader=segments_layout,
+    loader_options={
+        "annotations": "annotations_full_video/{id}.csv", "video_path": "videos/{id}.mp4",
+        "start_column": "frame", "end_column": "end_frame", "label_column": "comment",
+        "start_seconds_column": "sec", "end_seconds_column": "end_sec",
+        "units": "frames", "end_inclusive": True, "loose_labels": True,
+        # Cataract-1K's spellings, in case the LMM files (same annotation export) share them.
+        "label_map": {"Capsule Pulishing": "Capsule Polishing", "Tonifying/Antibiotics": "Tonifying-Antibiotics"},
+    },
+    prompts="cataract_lmm_phase.json",
+    prompt_mode="sentence",
+    folder="cataract-lmm-phase",
+    scoring=(
+        "The 12 action phases at 1 fps, per video. Not scored: Idle (P13) and frames outside every interval. Frame "
+        "numbers are cross-checked with `sec`/`end_sec` as for Cataract-1K (the two sites record at 30 and 60 fps). "
+        "No official split: every split loads all 150 videos."
+    ),
+    description=(
+        "Cataract-LMM phase-recognition subset: 150 phacoemulsification videos from Farabi (720x480, 30 fps) and Noor "
+        "(1080p, 60 fps) hospitals, 13 phases P01-P13 of which P13 is Idle. Layout: `annotations_full_video/"
+        "PH_<ClipID>_<RawVideoID>_S<Site>.csv` (one row per phase interval: `Video Name,comment,sec,end_sec,frame,"
+        "end_frame`, the phase name in `comment`) next to `videos/<same stem>.mp4`; the dataset root is the phase "
+        "subset's folder. Verified (the dataset's documentation repository: folder and file naming, 13 phase names; "
+        "a third-party reader: the CSV columns). Assumed: the phase spellings in `comment` (matched ignoring case and "
+        "the separators ' ', '_', '-', '/'), 0-based frames with an inclusive `end_frame` (as Cataract-1K, whose "
+        "export this resembles); the frame rate is read from each video."
+    ),
+    homepage="https://github.com/MJAHMADEE/Cataract-LMM",
+    citation="Cataract-LMM dataset (Farabi and Noor eye hospitals); documentation and citation: "
+             "https://github.com/MJAHMADEE/Cataract-LMM.",
+))
+
+
+BUILTIN_BENCHMARKS: tuple[BenchmarkSpec, ...] = tuple(_BUILTIN)
+
+__all__ = ["BUILTIN_BENCHMARKS"]

@@ -1,7 +1,8 @@
 """Command line of the evaluation suite: `python -m evaluate_suite <command> --help`.
 
 ```
-python -m evaluate_suite benchmarks
+python -m evaluate_suite benchmarks [--real]
+python -m evaluate_suite card ophnet-phase                     # what is scored and ignored (or --all --out DIR)
 python -m evaluate_suite zero-shot-phase --model CKPT --benchmark ophvl-mini-phase --root mini/benchmark \
     --smooth-window 5 --plots plots/
 python -m evaluate_suite zero-shot-instruments --model CKPT --benchmark ophvl-mini-instruments --root mini/benchmark
@@ -9,7 +10,14 @@ python -m evaluate_suite linear-probe --model CKPT --benchmark ophvl-mini-phase 
     --fractions 0.01 0.1 1 --seeds 0 1 2
 python -m evaluate_suite retrieval --model CKPT --root mini --max-clips 500
 python -m evaluate_suite leaderboard --results results.jsonl --out leaderboard/
+python -m evaluate_suite table --models CKPT openai/clip-vit-base-patch16 --root DATA_ROOT --out table/ \
+    --linear-probe
 ```
+
+Split names are one vocabulary (`train`, `validation`, `test`) for every benchmark; a dataset's own spelling (OphNet's
+`val`) is accepted too. Zero-shot commands use the benchmark's default prompts (`--prompts`: one sentence per class on
+real datasets, the ensemble on OphVL-mini) and frame sampling (`--sampling`: 1 fps, or the labelled frames of sparse
+datasets); `--unlabelled` changes which labels are read as unlabelled (OphNet's fillers by default).
 
 Each protocol prints its metrics and skipped videos as JSON and appends one record per result to `--results`.
 Errors in the input (unknown benchmark, missing folder, a class without prompts, ...) print one line and exit 2.
@@ -27,7 +35,9 @@ from .protocols.defaults import (
     DEFAULT_SEEDS,
     INSTRUMENT_RULES,
     NEGATIVE_TEMPLATES,
+    SAMPLINGS,
 )
+from .spec import PROMPT_MODES
 
 
 def _positive_float(text: str) -> float:
@@ -73,16 +83,31 @@ def _add_loader_options(parser: argparse.ArgumentParser, batch_size: int):
                             "in the main process (default: %(default)s)")
 
 
-def _add_benchmark_options(parser: argparse.ArgumentParser, split: bool = True):
+def _add_benchmark_options(parser: argparse.ArgumentParser, split: bool = True, prompts: bool = True):
     group = parser.add_argument_group("benchmark")
     group.add_argument("--benchmark", required=True,
                        help="registered benchmark name (list them with `python -m evaluate_suite benchmarks`)")
     group.add_argument("--root", required=True, help="local copy of the benchmark dataset, in its native layout")
     if split:
-        group.add_argument("--split", default="test", help="split to evaluate (default: %(default)s)")
+        group.add_argument("--split", default="test",
+                           help="split to evaluate: train, validation or test (or the dataset's own name, e.g. "
+                                "OphNet's val) (default: %(default)s)")
     group.add_argument("--fps", type=_positive_float, default=1.0,
                        help="frames sampled per second of video, from each video's own frame rate "
                             "(default: %(default)s, the SurgVLP/OphCLIP protocol)")
+    group.add_argument("--sampling", choices=SAMPLINGS, default=None,
+                       help="fps: sample at --fps; labelled: exactly the labelled frames (default: the benchmark's, "
+                            "labelled for sparse-label datasets such as CaDIS, else fps)")
+    group.add_argument("--unlabelled", nargs="*", default=None, metavar="LABEL",
+                       help="labels read as unlabelled (neither prompted nor scored) instead of the benchmark's "
+                            "default (OphNet: 'Step Interval', 'Non-functional Segment', 'Others'); give the option "
+                            "with no label to score every label; results go under <benchmark>-all-labels or "
+                            "<benchmark>-custom-labels")
+    if prompts:
+        group.add_argument("--prompts", choices=PROMPT_MODES, default=None,
+                           help="sentence: one sentence per class (SurgVLP/HecVL/PeskaVLP, comparable with their "
+                                "numbers); ensemble: sentences and templates averaged (default: the benchmark's, "
+                                "sentence on real datasets, ensemble on OphVL-mini)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub = commands.add_parser("benchmarks", help="list the registered benchmarks",
-                              description="List the registered benchmarks with their task and classes.")
+                              description="List the registered benchmarks with their task, classes, default prompt "
+                                          "mode and data sub-folder.")
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--real", action="store_true", help="only the real (published) datasets")
+    group.add_argument("--synthetic", action="store_true", help="only the synthetic OphVL-mini benchmarks")
     sub.set_defaults(run=_run_benchmarks)
+
+    sub = commands.add_parser("card", help="print or write benchmark cards (what is scored and what is ignored)",
+                              description="The markdown card of a benchmark: task, what is scored and left out, "
+                                          "splits, classes, layout and sources.")
+    sub.add_argument("names", nargs="*", metavar="NAME", help="registered benchmark names")
+    sub.add_argument("--all", action="store_true", help="every registered benchmark")
+    sub.add_argument("--out", default=None, metavar="DIR", help="write <DIR>/<name>.md instead of printing")
+    sub.set_defaults(run=_run_card)
 
     sub = commands.add_parser(
         "zero-shot-phase", help="zero-shot phase recognition (per-video accuracy and macro-F1)",
@@ -135,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Linear probing: frozen frame features at --fps, StandardScaler + LogisticRegression trained on a "
                     "fraction of the training videos (chosen by video, fixed seeds), scored on the test split.")
     _add_model_options(sub)
-    _add_benchmark_options(sub, split=False)
+    _add_benchmark_options(sub, split=False, prompts=False)
     _add_loader_options(sub, 32)
     sub.add_argument("--train-split", default="train", help="split the probe is trained on (default: %(default)s)")
     sub.add_argument("--test-split", default="test", help="split the probe is scored on (default: %(default)s)")
@@ -177,6 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", default=None, metavar="DIR", help="folder for the rendered files (default: print only)")
     sub.add_argument("--model-id", default=None, help="only this model's results")
     sub.set_defaults(run=_run_leaderboard)
+
+    sub = commands.add_parser(
+        "table", help="the paper's Table 1: every benchmark found under the roots, for every model",
+        description="Run zero-shot phase (acc, F1) and instrument (mAP, FPR) recognition, and with --linear-probe the "
+                    "1/10/100%% probes, for every model on every registered benchmark whose sub-folder exists under "
+                    "a --root; render a paper-style table (markdown + CSV), the leaderboard and each model's "
+                    "model-index / .eval_results. Resumable: results already in --results are reused. The paper's "
+                    "published OphCLIP numbers are shown as a quoted reference row.")
+    sub.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                     help="checkpoint folders or Hub ids (OphCLIP or a vanilla transformers CLIPModel)")
+    sub.add_argument("--model-names", nargs="+", default=None, metavar="NAME",
+                     help="row names of the models, in order (default: the --models values)")
+    sub.add_argument("--root", nargs="+", required=True, metavar="DATA_ROOT",
+                     help="folders holding one sub-folder per dataset, named as the registry's folder (see "
+                          "`evaluate_suite card NAME`); an OphVL-mini output folder is a root too")
+    sub.add_argument("--benchmarks", nargs="+", default=None, metavar="NAME",
+                     help="only these benchmarks (default: every registered one that is found)")
+    sub.add_argument("--split", default="test", help="split scored (default: %(default)s)")
+    sub.add_argument("--linear-probe", action="store_true",
+                     help="also the 1%%/10%%/100%% linear probes (benchmarks with an official train/test split)")
+    sub.add_argument("--prompts", choices=PROMPT_MODES, default=None,
+                     help="prompt mode for every benchmark (default: each benchmark's own)")
+    sub.add_argument("--results", default=DEFAULT_RESULTS_FILE,
+                     help="results file: read to skip results already there, appended to (default: %(default)s)")
+    sub.add_argument("--out", default=None, metavar="DIR",
+                     help="write table.md, table.csv, leaderboard/ and models/<model>/ into DIR")
+    sub.add_argument("--no-reference", action="store_true", help="leave out the paper's quoted OphCLIP row")
+    sub.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    sub.add_argument("--trust-remote-code", action="store_true",
+                     help="load OphCLIP checkpoints with their own code (transformers' trust_remote_code)")
+    _add_loader_options(sub, 32)
+    sub.set_defaults(run=_run_table)
     return parser
 
 
@@ -193,57 +262,101 @@ def _encoder(args):
 
 
 def _check_benchmark(args, task: str | None):
-    """Fail on a wrong benchmark, task, folder or prompt file before spending time on loading the model."""
+    """Fail on a wrong benchmark, task, split, folder or prompt file before spending time on loading the model;
+    returns the spec (with `--unlabelled` applied)."""
     from pathlib import Path
 
     from .protocols import resolve_benchmark
 
     spec = resolve_benchmark(args.benchmark, task)
+    if getattr(args, "unlabelled", None) is not None:
+        spec = spec.with_unlabelled(args.unlabelled)
+    for split in (getattr(args, "split", None), getattr(args, "train_split", None), getattr(args, "test_split", None)):
+        if split is not None:
+            spec.canonical_split(split)
     if not Path(args.root).is_dir():
         raise FileNotFoundError(f"benchmark {spec.name!r}: dataset folder {str(args.root)!r} does not exist")
-    spec.class_texts()
+    spec.class_texts(getattr(args, "prompts", None))
+    return spec
 
 
 def _run_benchmarks(args) -> dict:
     from .registry import get_benchmark, list_benchmarks
 
     rows = {}
-    for name in list_benchmarks():
+    for name in list_benchmarks(real=True if args.real else False if args.synthetic else None):
         spec = get_benchmark(name)
-        rows[name] = {"task": spec.task, "classes": list(spec.classes), "description": spec.description}
-        print(f"{name:32s} {spec.task:12s} {len(spec.classes):3d} classes  {spec.description[:60]}")
+        rows[name] = {"task": spec.task, "classes": list(spec.classes), "real": spec.real,
+                      "prompt_mode": spec.prompt_mode, "folder": spec.folder, "unlabelled": list(spec.unlabelled),
+                      "sparse_labels": spec.sparse_labels, "description": spec.description}
+        kind = "real" if spec.real else "synthetic"
+        print(f"{name:32s} {spec.task:12s} {len(spec.classes):3d} classes  {kind:9s} {spec.prompt_mode:8s} "
+              f"{spec.folder + '/':28s} {spec.description[:60]}")
     return rows
+
+
+def _run_card(args) -> dict:
+    from .cards import benchmark_card, write_cards
+    from .registry import get_benchmark, list_benchmarks
+
+    names = list_benchmarks() if args.all else args.names
+    if not names:
+        raise ValueError("name at least one benchmark, or pass --all")
+    specs = [get_benchmark(name) for name in names]
+    if args.out:
+        paths = write_cards(args.out, specs)
+        for path in paths:
+            print(f"wrote {path}")
+        return {"files": [str(p) for p in paths]}
+    print("\n\n".join(benchmark_card(spec) for spec in specs))
+    return {"cards": names}
+
+
+def _run_table(args) -> dict:
+    from .table import run_table
+
+    result = run_table(args.models, args.root, out_dir=args.out, results_file=args.results,
+                       benchmarks=args.benchmarks, linear_probe=args.linear_probe, split=args.split,
+                       model_names=args.model_names, prompts=args.prompts, device=args.device,
+                       batch_size=args.batch_size, num_workers=args.num_workers,
+                       trust_remote_code=args.trust_remote_code, reference=not args.no_reference)
+    print(result["markdown"])
+    for path in result["files"]:
+        print(f"wrote {path}")
+    return result
 
 
 def _run_zero_shot_phase(args) -> dict:
     from .protocols import zero_shot_phase
 
-    _check_benchmark(args, "phase")
-    result = zero_shot_phase(_encoder(args), args.benchmark, args.root, args.split, fps=args.fps,
+    spec = _check_benchmark(args, "phase")
+    result = zero_shot_phase(_encoder(args), spec, args.root, args.split, fps=args.fps,
                              batch_size=args.batch_size, num_workers=args.num_workers,
-                             smooth_window=args.smooth_window, plots_dir=args.plots, results_file=args.results)
+                             smooth_window=args.smooth_window, plots_dir=args.plots, results_file=args.results,
+                             prompts=args.prompts, sampling=args.sampling)
     return _report(result, plots=result["plots"])
 
 
 def _run_zero_shot_instruments(args) -> dict:
     from .protocols import zero_shot_instruments
 
-    _check_benchmark(args, "instruments")
-    result = zero_shot_instruments(_encoder(args), args.benchmark, args.root, args.split, fps=args.fps,
+    spec = _check_benchmark(args, "instruments")
+    result = zero_shot_instruments(_encoder(args), spec, args.root, args.split, fps=args.fps,
                                    rule=args.rule, negative_templates=args.negative_template or NEGATIVE_TEMPLATES,
                                    threshold=args.threshold, batch_size=args.batch_size,
-                                   num_workers=args.num_workers, results_file=args.results)
+                                   num_workers=args.num_workers, results_file=args.results,
+                                   prompts=args.prompts, sampling=args.sampling)
     return _report(result)
 
 
 def _run_linear_probe(args) -> dict:
     from .protocols import linear_probe
 
-    _check_benchmark(args, None)
-    result = linear_probe(_encoder(args), args.benchmark, args.root, train_split=args.train_split,
+    spec = _check_benchmark(args, None)
+    result = linear_probe(_encoder(args), spec, args.root, train_split=args.train_split,
                           test_split=args.test_split, fractions=args.fractions, seeds=args.seeds, fps=args.fps,
                           C=args.C, max_iter=args.max_iter, batch_size=args.batch_size,
-                          num_workers=args.num_workers, results_file=args.results)
+                          num_workers=args.num_workers, results_file=args.results, sampling=args.sampling)
     summary = {label: values["metrics"] for label, values in result["results"].items()}
     return _print({"benchmark": result["benchmark"], "protocol": "linear-probe", "model_id": result["model_id"],
                    "metrics": summary, "skipped": result["skipped"]})
@@ -274,6 +387,9 @@ def _run_leaderboard(args):
 
 def _report(result: dict, **more) -> dict:
     summary = {key: result[key] for key in ("benchmark", "protocol", "model_id", "metrics", "skipped")}
+    for key in ("prompt_mode", "load_notes"):
+        if result.get(key):
+            summary[key] = result[key]
     return _print({**summary, **more})
 
 

@@ -7,7 +7,7 @@ benchmark (it would have no prompt). A problem confined to one video (no video f
 labels at all, a container that cannot be read when the frame rate must come from it) skips that video and records why
 in the `LoadReport`.
 
-Five layout families cover the registered benchmarks:
+Seven layout families cover the registered benchmarks:
 
 - `phase_starts_layout`: one table of phase *start* frames (Cataract-101, OphVL-mini).
 - `tool_presence_layout`: one CSV per video, one row per frame, one 0/0.5/1 column per tool (CATARACTS, OphVL-mini).
@@ -15,6 +15,9 @@ Five layout families cover the registered benchmarks:
 - `segments_layout`: start/end pairs per labelled interval, in frames or seconds, converted to per-frame labels at the
   video's frame rate (Cataract-1K, OphNet 2024).
 - `mask_presence_layout`: instrument presence read from semantic-segmentation masks of sparse frames (CaDIS).
+- `frame_sequence_layout`: one text file per video, line i holding the label of frame i (SICS-155).
+- `polygon_presence_layout`: instrument presence from per-image polygon annotations (Supervisely JSON) of still frames
+  (Cataract-1K's segmentation subset).
 
 Frame rates come from the layout's metadata file when it has one; otherwise from a documented `fps` option holding the
 dataset's known rate, or, with `fps=None`, from the video container (`probe_video`).
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import IGNORE_INDEX, LoadReport, VideoAnnotation
+from .spec import IGNORE_INDEX, LoadReport, VideoAnnotation
 
 
 class AnnotationError(ValueError):
@@ -95,6 +98,10 @@ def _float(path: Path, line: int, value: str, what: str) -> float:
 
 
 def class_index(spec, name: str, path: Path, line: int) -> int:
+    """The class index of label `name`, `IGNORE_INDEX` for a label the benchmark reads as unlabelled
+    (`spec.unlabelled`), else an `AnnotationError` naming the file and line."""
+    if name in getattr(spec, "unlabelled", ()):
+        return IGNORE_INDEX
     try:
         return spec.classes.index(name)
     except ValueError:
@@ -108,38 +115,58 @@ class LabelReader:
     """Turns a raw label of an annotation file into a class index (or `IGNORE_INDEX`).
 
     `kind="name"`: the label is a class name, after `label_map` (raw spelling -> class name, for the dataset's own
-    spellings and typos). `kind="index"`: the label is an integer and `value - index_base` is the class index.
-    Labels in `ignore` (compared as written, after stripping) mark unlabelled frames. Anything else is an
-    `AnnotationError` naming the file and line.
+    spellings and typos). `kind="index"`: the label is an integer and `value - index_base` indexes the dataset's
+    label table (`spec.all_labels()`: the classes, or `label_names` when some labels are not classes). Labels in
+    `ignore` (compared as written, after stripping) and labels named in `spec.unlabelled` mark unlabelled frames.
+    Anything else is an `AnnotationError` naming the file and line.
     """
 
     def __init__(self, spec, kind: str = "name", label_map: dict | None = None, index_base: int = 0,
-                 ignore=()):
+                 ignore=(), loose: bool = False):
         if kind not in ("name", "index"):
             raise ValueError(f"label kind must be 'name' or 'index', got {kind!r}")
         self.spec, self.kind, self.index_base = spec, kind, index_base
         self.label_map = dict(label_map or {})
         self.ignore = {str(v) for v in ignore}
+        self.loose = None
+        if loose:  # names compared ignoring case and the separators ' ', '_', '-', '/'
+            labels = spec.all_labels() if hasattr(spec, "all_labels") else spec.classes
+            self.loose = {_loose(name): name for name in labels}
+            self.loose.update({_loose(raw): name for raw, name in self.label_map.items()})
 
     def __call__(self, raw: str, path: Path, line: int) -> int:
         raw = raw.strip()
         if raw in self.ignore:
             return IGNORE_INDEX
         if self.kind == "name":
-            return class_index(self.spec, self.label_map.get(raw, raw), path, line)
+            name = self.label_map.get(raw, raw)
+            if self.loose is not None:
+                name = self.loose.get(_loose(name), name)
+            return class_index(self.spec, name, path, line)
         value = _int(path, line, raw, "label id")
         if str(value) in self.ignore:
             return IGNORE_INDEX
         index = value - self.index_base
-        if not 0 <= index < len(self.spec.classes):
+        labels = self.spec.all_labels() if hasattr(self.spec, "all_labels") else self.spec.classes
+        if not 0 <= index < len(labels):
             raise AnnotationError(
                 f"{path}:{line}: label id {value} is not a class of benchmark {self.spec.name!r} (no prompt for it); "
-                f"ids run from {self.index_base} to {self.index_base + len(self.spec.classes) - 1}"
+                f"ids run from {self.index_base} to {self.index_base + len(labels) - 1}"
             )
-        return index
+        return class_index(self.spec, labels[index], path, line)
+
+
+def _loose(name: str) -> str:
+    return " ".join(re.split(r"[\s_\-/]+", name.strip())).casefold()
 
 
 # -- files, splits, videos --------------------------------------------------------------------------------------------
+
+
+def _split_names(split: str, spec) -> list[str]:
+    """The names `split` may have in a dataset's own files: the canonical one and the dataset's spelling."""
+    own = spec.dataset_split(split) if hasattr(spec, "dataset_split") else split
+    return [split] + ([own] if own != split else [])
 
 
 def _split_filter(root: Path, split: str, spec, meta_split_file: str | None) -> set[str] | None:
@@ -148,9 +175,10 @@ def _split_filter(root: Path, split: str, spec, meta_split_file: str | None) -> 
         path = root / meta_split_file
         if path.is_file():
             splits = json.loads(path.read_text()).get("split", {})
-            if split not in splits:
+            found = [name for name in _split_names(split, spec) if name in splits]
+            if not found:
                 raise ValueError(f"{path}: no split {split!r}; it has {sorted(splits)}")
-            ids = [str(v) for v in splits[split]]
+            ids = [str(v) for v in splits[found[0]]]
     return None if ids is None else set(ids)
 
 
@@ -210,11 +238,18 @@ def _natural(text: str):
 def phase_starts_layout(root: Path, split: str, spec, annotations: str = "annotations.csv",
                         videos: str = "videos.csv", phase_names: str = "phases.csv", delimiter: str = ";",
                         video_path: str = "videos/case_{id}.mp4", frame_base: int = 0,
-                        meta_split_file: str | None = None, label_map: dict | None = None):
+                        meta_split_file: str | None = None, label_map: dict | None = None,
+                        trailing_repeat_ends: bool = False):
     """The Cataract-101 layout: `annotations.csv` rows `VideoID;FrameNo;Phase` mark the frame where each phase
     starts (a phase lasts until the next start; frames before the first start are unlabelled), `videos.csv` rows
     `VideoID;Frames;FPS;...` give each video's length, and `phases.csv` rows `Phase;Meaning` name the phase ids.
-    `label_map` maps a `Meaning` as spelled in the file to a class name (Cataract-101 writes "Phacoemulsificiation")."""
+    `label_map` maps a `Meaning` as spelled in the file to a class name (Cataract-101 writes "Phacoemulsificiation").
+
+    `trailing_repeat_ends=True` (Cataract-101): when a video's last row repeats the phase of the row before it, that
+    row is not a new start but the end of the annotation (the release closes most videos this way): the phase lasts
+    up to and including that frame, and later frames are unlabelled. The marker may sit on the frame just past the
+    video's end (`FrameNo == Frames`). Without a trailing repeat the last phase lasts to the video's last frame.
+    Assumed (not stated by the release): the marker frame itself still belongs to the phase."""
     names_path = root / phase_names
     label_map = label_map or {}
     id_to_class = {
@@ -252,11 +287,20 @@ def phase_starts_layout(root: Path, split: str, spec, annotations: str = "annota
             report.skip(video_id, f"video file {path} is missing")
             continue
         events = sorted(starts[video_id])
+        end_of_annotation = num_frames
+        if trailing_repeat_ends and len(events) >= 2 and events[-1][1] == events[-2][1]:
+            marker = events.pop()[0]
+            if 0 <= marker <= num_frames:
+                end_of_annotation = min(marker + 1, num_frames)
+            else:
+                report.skip(video_id, f"its end-of-annotation row (frame {marker}) falls outside its {num_frames} "
+                                      f"frames")
+                continue
         if num_frames <= 0 or events[-1][0] >= num_frames or events[0][0] < 0:
             report.skip(video_id, f"phase starts {[e[0] for e in events]} fall outside its {num_frames} frames")
             continue
         phases = np.full(num_frames, IGNORE_INDEX, dtype=np.int64)
-        for (start, label), (end, _) in zip(events, events[1:] + [(num_frames, None)]):
+        for (start, label), (end, _) in zip(events, events[1:] + [(end_of_annotation, None)]):
             phases[start:end] = label
         result.append(VideoAnnotation(video_id, path, fps, num_frames, phases=phases))
     _report_missing(report, wanted, result)
@@ -486,7 +530,9 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
                     end_inclusive: bool = False, label_kind: str = "name", label_map: dict | None = None,
                     index_base: int = 0, ignore: tuple = (), info: str | None = None, info_fps_column: str = "fps",
                     info_frames_column: str = "total_frames", fps: float | None = None, tolerance_s: float = 1.0,
-                    meta_split_file: str | None = None):
+                    meta_split_file: str | None = None, start_seconds_column: str | None = None,
+                    end_seconds_column: str | None = None, seconds_tolerance_s: float = 0.5,
+                    loose_labels: bool = False):
     """Labelled intervals (`start`, `end`, label) converted to per-frame labels at each video's frame rate.
 
     `annotations` is one table with a `video_column` (OphNet) or a per-video pattern with `{id}` (Cataract-1K).
@@ -494,20 +540,31 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
     `units="frames"`: frames start..end (`end_inclusive`) or start..end-1. Frames outside every interval are
     unlabelled (`IGNORE_INDEX`), and so are frames that two intervals give different labels. An interval may end up to
     `tolerance_s` after the video's last frame (it is cut there); one that starts after it, or ends later, skips the
-    video. With a `split_column`, the split is read from the table (its values are the split names).
+    video. With a `split_column`, the split is read from the table (its values are the split names, canonical or the
+    dataset's own, see `BenchmarkSpec.split_names`).
 
     Frame rate and count: from `info` when the layout has a metadata file — a per-video CSV pattern with columns
     `info_fps_column` / `info_frames_column` (Cataract-1K's `case_<id>_video.csv`), or an ActivityNet-style JSON
     `{"database": {id: {"fps", "duration"}}}` (OphNet's temporal-localisation file), read when present — otherwise
     from the video container; `fps` overrides the rate. A video whose rate or count cannot be found is skipped.
+
+    Frames vs seconds (`units="frames"` with `start_seconds_column` / `end_seconds_column`, Cataract-1K's `sec` and
+    `endSec`): the frame numbers are cross-checked with the seconds at the video's rate. They agree when every
+    boundary is within `seconds_tolerance_s` (or 2 frames) of `seconds * fps`. When they disagree the video is noted in
+    the `LoadReport` (`notes`: the rate the frame numbers imply, the largest gap, and which column placed the labels)
+    and reconciled: the frame numbers are used when they fit the video, else the seconds (converted at the video's
+    rate) when those fit; only when neither fits is the video skipped, with both reasons. A missing or non-numeric
+    seconds value leaves that row out of the check. `loose_labels`: label names match ignoring case and the
+    separators ' ', '_', '-', '/' (for layouts whose exact spellings are not verified).
     """
     if units not in ("seconds", "frames"):
         raise ValueError(f"units must be 'seconds' or 'frames', got {units!r}")
     if "{id}" not in annotations and not video_column:
         raise ValueError("segments_layout needs a video_column unless annotations is a per-video '{id}' pattern")
-    read = LabelReader(spec, label_kind, label_map, index_base, ignore)
+    cross_check = units == "frames" and bool(start_seconds_column and end_seconds_column)
+    read = LabelReader(spec, label_kind, label_map, index_base, ignore, loose=loose_labels)
     columns = (start_column, end_column, label_column) + tuple(c for c in (video_column, split_column) if c)
-    segments: dict[str, list[tuple[float, float, int, Path, int]]] = {}
+    segments: dict[str, list[tuple]] = {}
     splits: dict[str, set[str]] = {}
     if "{id}" in annotations:
         files = find_by_pattern(root, annotations)
@@ -524,16 +581,22 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
             if end < start:
                 raise AnnotationError(f"{file}:{line}: {end_column} {row[end_column]} is before "
                                       f"{start_column} {row[start_column]}")
-            segments.setdefault(video_id, []).append((start, end, read(row[label_column], file, line), file, line))
+            seconds = None
+            if cross_check:
+                seconds = (_optional_float(row.get(start_seconds_column)), _optional_float(row.get(end_seconds_column)))
+            label = read(row[label_column], file, line)
+            segments.setdefault(video_id, []).append((start, end, label, file, line, seconds))
             if split_column:
                 splits.setdefault(row[split_column], set()).add(video_id)
         if fixed_id is not None:
             segments.setdefault(fixed_id, [])
     wanted = _split_filter(root, split, spec, meta_split_file)
     if split_column:
-        if split not in splits:
+        names = [name for name in _split_names(split, spec) if name in splits]
+        if not names:
             raise ValueError(f"{annotations}: no split {split!r} in column {split_column!r}; it has {sorted(splits)}")
-        wanted = splits[split] if wanted is None else wanted & splits[split]
+        in_split = set().union(*(splits[name] for name in names))
+        wanted = in_split if wanted is None else wanted & in_split
     metadata = _segment_metadata(root, info)
     report, result = LoadReport(), []
     for video_id in sorted(segments, key=_natural):
@@ -556,20 +619,21 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
         if num_frames <= 0:
             report.skip(video_id, "the video has no frames")
             continue
+        tolerance = int(round(tolerance_s * rate))
+        spans = _frame_spans(rows, units, rate, end_inclusive)
+        problem = _spans_problem(spans, rows, units, num_frames, rate, tolerance)
+        if cross_check:
+            spans, problem, remark = _reconcile_seconds(spans, problem, rows, rate, num_frames, tolerance,
+                                                        end_inclusive, seconds_tolerance_s)
+            if remark:
+                report.note(video_id, remark)
+        if problem:
+            report.skip(video_id, problem)
+            continue
         phases = np.full(num_frames, IGNORE_INDEX, dtype=np.int64)
         claimed = np.zeros(num_frames, dtype=bool)
         conflict = np.zeros(num_frames, dtype=bool)
-        tolerance = int(round(tolerance_s * rate))
-        problem = None
-        for start, end, label, file, line in rows:
-            if units == "seconds":
-                first, stop = math.ceil(start * rate - 1e-6), math.ceil(end * rate - 1e-6)
-            else:
-                first, stop = int(round(start)), int(round(end)) + (1 if end_inclusive else 0)
-            if first >= num_frames or stop > num_frames + tolerance:
-                problem = (f"{file.name}:{line}: interval {start:g}-{end:g} ({units}) lies outside the video's "
-                           f"{num_frames} frames at {rate:g} fps")
-                break
+        for (first, stop), (_, _, label, *_) in zip(spans, rows):
             first, stop = max(first, 0), min(stop, num_frames)
             if label == IGNORE_INDEX or stop <= first:
                 continue
@@ -577,9 +641,6 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
             conflict[span] |= claimed[span] & (phases[span] != label)
             phases[span] = label
             claimed[span] = True
-        if problem:
-            report.skip(video_id, problem)
-            continue
         phases[conflict] = IGNORE_INDEX
         if (phases == IGNORE_INDEX).all():
             report.skip(video_id, "no frame carries a class label")
@@ -587,6 +648,72 @@ def segments_layout(root: Path, split: str, spec, annotations: str, video_path: 
         result.append(VideoAnnotation(video_id, path, rate, num_frames, phases=phases))
     _report_missing(report, wanted, result)
     return result, report
+
+
+def _optional_float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _frame_spans(rows, units: str, rate: float, end_inclusive: bool) -> list[tuple[int, int]]:
+    """`(first, stop)` frame ranges (stop exclusive) of the intervals, before cutting to the video."""
+    spans = []
+    for start, end, *_ in rows:
+        if units == "seconds":
+            spans.append((math.ceil(start * rate - 1e-6), math.ceil(end * rate - 1e-6)))
+        else:
+            spans.append((int(round(start)), int(round(end)) + (1 if end_inclusive else 0)))
+    return spans
+
+
+def _spans_problem(spans, rows, units, num_frames, rate, tolerance) -> str | None:
+    """Why the intervals cannot lie in a video of `num_frames` frames, or None."""
+    for (first, stop), (start, end, _, file, line, *_) in zip(spans, rows):
+        if first >= num_frames or stop > num_frames + tolerance:
+            return (f"{file.name}:{line}: interval {start:g}-{end:g} ({units}) lies outside the video's "
+                    f"{num_frames} frames at {rate:g} fps")
+    return None
+
+
+def _reconcile_seconds(spans, problem, rows, rate, num_frames, tolerance, end_inclusive, tolerance_s):
+    """Cross-check frame-number spans with the rows' seconds (see `segments_layout`): returns the spans to use, the
+    skip reason (None when usable) and a remark for the report (None when the two columns agree)."""
+    checked = [(row, span) for row, span in zip(rows, spans) if row[5] and None not in row[5]]
+    if not checked:
+        return spans, problem, None
+    limit = max(2.0, tolerance_s * rate)
+    worst, where = 0.0, None
+    ratios = []
+    for (start, end, _, file, line, (sec, end_sec)), _ in checked:
+        for frame, seconds in ((start, sec), (end, end_sec)):
+            gap = abs(frame - seconds * rate)
+            if gap > worst:
+                worst, where = gap, f"{file.name}:{line}"
+            if seconds >= 1.0:
+                ratios.append(frame / seconds)
+    if worst <= limit:
+        return spans, problem, None
+    implied = f"{float(np.median(ratios)):.4g} fps" if ratios else "no single rate"
+    gap = f"up to {worst:.0f} frames ({worst / rate:.2f} s) apart, worst at {where}"
+    head = (f"frame numbers and seconds disagree: the frame numbers imply {implied}, the video's rate is "
+            f"{rate:g} fps ({gap})")
+    if problem is None:
+        return spans, None, f"{head}; labels placed by the frame numbers, which fit the video's {num_frames} frames"
+    by_seconds = []
+    for start, end, _, file, line, seconds in rows:
+        if not seconds or None in seconds:
+            return spans, f"{head}; the frame numbers do not fit ({problem}) and {file.name}:{line} has no " \
+                          f"seconds to place it by", None
+        by_seconds.append((int(round(seconds[0] * rate)), int(round(seconds[1] * rate)) + (1 if end_inclusive else 0)))
+    seconds_rows = [(sec[0], sec[1], label, file, line, sec) for _, _, label, file, line, sec in rows]
+    seconds_problem = _spans_problem(by_seconds, seconds_rows, "seconds", num_frames, rate, tolerance)
+    if seconds_problem is None:
+        return by_seconds, None, (f"{head}; the frame numbers overrun the video ({problem}), so the labels are "
+                                  f"placed by the seconds at {rate:g} fps")
+    return spans, (f"{head}; neither fits the video: frame numbers: {problem}; seconds: {seconds_problem}"), None
 
 
 def _segment_metadata(root: Path, info: str | None) -> dict | None:
@@ -716,5 +843,160 @@ def mask_presence_layout(root: Path, split: str, spec, class_pixels: dict, folde
             present[np.unique(read_mask(file))] = True
             labels[frame] = [float(present[ids].any()) for ids in lookup]
         result.append(VideoAnnotation(video_id, path, rate, num_frames, instruments=labels))
+    _report_missing(report, wanted, result)
+    return result, report
+
+
+# -- SICS-155: one label per line -------------------------------------------------------------------------------------
+
+
+def frame_sequence_layout(root: Path, split: str, spec, labels: str = "groundTruth/{id}.txt",
+                          video_path: str = "videos/{id}.mp4", split_folders: dict | None = None,
+                          label_map: dict | None = None, ignore: tuple = (), fps: float | None = None,
+                          mapping: str | None = None, meta_split_file: str | None = None):
+    """One text file per video whose line i (0-based, blank lines at the end ignored) is the label name of frame i
+    (the SICS-155 challenge's ground truth; its evaluation script reads it this way). Labels in `ignore` (SICS-155's
+    `background`) are unlabelled; others are class names after `label_map`.
+
+    `labels` / `video_path` are patterns with `{id}` and, with `split_folders` (`{split: [folders]}`), `{folder}`.
+    `mapping`: an optional `<id> <name>` file (SICS-155's `mapping.txt`) read when present: a name of it that is not a
+    known label is an `AnnotationError` (so a renamed phase is caught before scoring). The frame rate is `fps` or,
+    with `fps=None`, the video's; the frame count is the number of lines (a container with more frames is
+    accepted: the extra frames are unlabelled; one with fewer is skipped).
+    """
+    read = LabelReader(spec, "name", label_map, 0, ignore)
+    if mapping:
+        mapping_path = root / mapping
+        if mapping_path.is_file():
+            for line, fields in read_rows(mapping_path, " "):
+                if len(fields) < 2 or not fields[0].isdigit():
+                    raise AnnotationError(f"{mapping_path}:{line}: expected '<id> <name>', got {' '.join(fields)!r}")
+                read(" ".join(fields[1:]), mapping_path, line)
+    if split_folders is not None:
+        if split not in split_folders:
+            raise ValueError(f"benchmark {spec.name!r} has splits {sorted(split_folders)}, not {split!r}")
+        folders = list(split_folders[split])
+    else:
+        folders = [None]
+    found: dict[str, tuple[Path, str | None]] = {}
+    for folder in folders:
+        fields = {"folder": folder} if folder is not None else {}
+        for video_id, path in find_by_pattern(root, labels, **fields).items():
+            found[video_id] = (path, folder)
+    if not found:
+        raise FileNotFoundError(f"no annotation files matching {labels!r} under {str(root)!r}"
+                                + (f" (folders {folders})" if folders != [None] else ""))
+    wanted = _split_filter(root, split, spec, meta_split_file)
+    report, result = LoadReport(), []
+    for video_id, (file, folder) in found.items():
+        if wanted is not None and video_id not in wanted:
+            continue
+        with open(file, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if not lines:
+            report.skip(video_id, f"{file.name} is empty")
+            continue
+        phases = np.array([read(text, file, number) for number, text in enumerate(lines, start=1)], dtype=np.int64)
+        fill = {"folder": folder} if folder is not None else {}
+        path = root / video_path.format(id=video_id, **fill)
+        if not path.is_file():
+            report.skip(video_id, f"video file {path} is missing")
+            continue
+        resolved = _video_rate(path, fps)
+        if isinstance(resolved, str):
+            report.skip(video_id, resolved)
+            continue
+        rate, num_frames = resolved
+        if num_frames is not None and num_frames < len(phases):
+            report.skip(video_id, f"{file.name} labels {len(phases)} frames, the video has {num_frames}")
+            continue
+        if num_frames is not None and num_frames > len(phases):
+            phases = np.concatenate([phases, np.full(num_frames - len(phases), IGNORE_INDEX, dtype=np.int64)])
+        if (phases == IGNORE_INDEX).all():
+            report.skip(video_id, f"{file.name} labels no frame with a class")
+            continue
+        result.append(VideoAnnotation(video_id, path, rate, len(phases), phases=phases))
+    _report_missing(report, wanted, result)
+    return result, report
+
+
+# -- Cataract-1K segmentation subset: polygons per still frame ---------------------------------------------------------
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def polygon_presence_layout(root: Path, split: str, spec, class_titles: dict, case_pattern: str = "case_{id}",
+                            images_dir: str = "img", annotations_dir: str = "ann", fps: float = 0.2,
+                            other_titles: tuple = (), meta_split_file: str | None = None):
+    """Instrument presence from per-image polygon annotations in the Supervisely format (Cataract-1K's segmentation
+    subset): each case folder (`case_pattern`, e.g. `case_5013/`) holds the still frames in `images_dir/`
+    (`case5013_01.png`, ...) and, for each, `annotations_dir/<image file name>.json` with
+    `{"objects": [{"classTitle": ..., "points": {"exterior": ...}}, ...]}`.
+
+    A class is present in a frame when an object's `classTitle` maps to it in `class_titles` (several titles may map
+    to one class: 'slit knife' and 'incision knife'); with no such object it is absent (0). Titles in `other_titles`
+    (the anatomy: pupil, iris, lens, ...) are not instruments and are ignored; any other title is ignored too but named
+    in the report's notes. An image without its JSON file is unknown (NaN). The frames of a case are its images in
+    natural name order; they are not a video, so `fps` is the nominal extraction rate (one frame per 5 s) and every
+    image is a labelled frame (the protocols score exactly them: `sparse_labels`).
+    """
+    missing = [name for name in spec.classes if name not in set(class_titles.values())]
+    if missing:
+        raise ValueError(f"benchmark {spec.name!r}: class_titles maps no title to {missing}")
+    title_class = {title.casefold(): spec.classes.index(name) for title, name in class_titles.items()}
+    others = {title.casefold() for title in other_titles}
+    if "{id}" not in case_pattern:
+        raise ValueError(f"case pattern {case_pattern!r} must contain '{{id}}'")
+    prefix, suffix = case_pattern.split("{id}", 1)
+    cases = {}
+    for folder in root.iterdir() if root.is_dir() else []:
+        name = folder.name
+        if folder.is_dir() and name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix + suffix):
+            cases[name[len(prefix):len(name) - len(suffix)]] = folder
+    if not cases:
+        raise FileNotFoundError(f"no case folders matching {case_pattern!r} under {str(root)!r}")
+    wanted = _split_filter(root, split, spec, meta_split_file)
+    report, result = LoadReport(), []
+    for video_id in sorted(cases, key=_natural):
+        if wanted is not None and video_id not in wanted:
+            continue
+        folder = cases[video_id]
+        images = sorted((p for p in (folder / images_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES),
+                        key=lambda p: _natural(p.name)) if (folder / images_dir).is_dir() else []
+        if not images:
+            report.skip(video_id, f"no images in {folder.name}/{images_dir}")
+            continue
+        labels = np.full((len(images), len(spec.classes)), np.nan, dtype=np.float32)
+        unknown: set[str] = set()
+        for i, image in enumerate(images):
+            path = folder / annotations_dir / f"{image.name}.json"
+            if not path.is_file():
+                continue
+            try:
+                objects = json.loads(path.read_text(encoding="utf-8")).get("objects")
+            except json.JSONDecodeError as error:
+                raise AnnotationError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
+            except AttributeError:
+                objects = None
+            if not isinstance(objects, list):
+                raise AnnotationError(f"{path}:1: expected an object with an 'objects' list (Supervisely format)")
+            labels[i] = 0.0
+            for obj in objects:
+                title = str(obj.get("classTitle", "")) if isinstance(obj, dict) else ""
+                if title.casefold() in title_class:
+                    labels[i, title_class[title.casefold()]] = 1.0
+                elif title.casefold() not in others:
+                    unknown.add(title)
+        if np.isnan(labels).all():
+            report.skip(video_id, f"no annotation files in {folder.name}/{annotations_dir}")
+            continue
+        if unknown:
+            report.note(video_id, f"object classes that are neither instruments nor anatomy were ignored: "
+                                  f"{sorted(unknown)}")
+        result.append(VideoAnnotation(video_id, folder / images_dir, float(fps), len(images), instruments=labels,
+                                      frame_files=tuple(images)))
     _report_missing(report, wanted, result)
     return result, report

@@ -686,8 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--labels", metavar="A,B,C", help="Comma-separated class names.")
     labels.add_argument("--labels-file", metavar="FILE", help="Text file with one class name per line ('#' comments).")
     labels.add_argument("--benchmark", metavar="NAME",
-                        help="Use the classes and prompt ensemble of a registered evaluate_suite benchmark "
-                             "(e.g. cataract-1k-phase); --template is then ignored.")
+                        help="Use the classes and prompts of a registered evaluate_suite benchmark, in its default "
+                             "prompt mode (one sentence per class on the real datasets, the ensemble on OphVL-mini; "
+                             "e.g. cataract-1k-phase); --template is then ignored.")
     zs.add_argument("--fps", type=float, default=1.0, help="Frames classified per second of video (default: 1).")
     zs.add_argument("--window", type=float, default=None, metavar="SECONDS",
                     help="Average frame probabilities over windows of this many seconds (default: one row per frame).")

@@ -1,7 +1,9 @@
 """The benchmark registry and its loaders: every registered benchmark reads a tiny copy of its dataset's own published
-layout (written here in `tmp_path`) into the right per-frame labels, skips broken videos with a reason, rejects broken
-annotation files with the file and line, and has a prompt for every class. The four OphVL-mini benchmarks (clinic A
-and the shifted clinic B) read the output of `datasets_ophvl.mini`."""
+layout (written here in `tmp_path`: synthetic rows with the real headers, delimiters, units and spellings) into the
+right per-frame labels, skips broken videos with a reason, rejects broken annotation files with the file and line, and
+has a prompt for every class. The four OphVL-mini benchmarks (clinic A and the shifted clinic B) read the output of
+`datasets_ophvl.mini`. Also: one split vocabulary, the OphNet fillers, prompt modes, Cataract-101's end marker and
+Cataract-1K's frames-vs-seconds check (issue 17)."""
 
 import json
 import re
@@ -13,22 +15,30 @@ import numpy as np
 import pytest
 
 from evaluate_suite.loaders import AnnotationError, find_by_pattern, probe_video, read_mask
-from evaluate_suite.registry import IGNORE_INDEX, get_benchmark, list_benchmarks, load_prompts
+from evaluate_suite.registry import IGNORE_INDEX, SPLITS, get_benchmark, list_benchmarks, load_prompts
 
 
 IGNORE = IGNORE_INDEX
-REGISTERED = {"ophvl-mini-phase", "ophvl-mini-instruments", "ophvl-mini-shifted-phase",
-              "ophvl-mini-shifted-instruments", "cataract-1k-phase", "cataract-101-phase",
-              "cataract-21-phase", "cataracts-tools", "cataracts2020-steps", "ophnet-phase", "ophnet-operation",
-              "cadis-instruments"}
-# The exact prompt texts of each benchmark, as hashed into every result. A change here means the prompts changed:
-# update the value only together with the prompt file, on purpose.
+REAL = {"cataract-1k-phase", "cataract-1k-instruments", "cataract-101-phase", "cataract-21-phase", "cataracts-tools",
+        "cataracts2020-steps", "ophnet-phase", "ophnet-operation", "cadis-instruments", "sics-155-phase",
+        "cataract-lmm-phase"}
+SYNTHETIC = {"ophvl-mini-phase", "ophvl-mini-instruments", "ophvl-mini-shifted-phase", "ophvl-mini-shifted-instruments"}
+REGISTERED = REAL | SYNTHETIC
+# The exact prompt texts of each benchmark in its default prompt mode, as hashed into every result. A change here
+# means the prompts changed: update the value only together with the prompt file, on purpose.
 PROMPT_HASHES = {
+    "cadis-instruments": "390afd23295b", "cataract-101-phase": "f800a7ea298b", "cataract-1k-phase": "8b669d84edb7",
+    "cataract-21-phase": "f800a7ea298b", "cataracts-tools": "1e9008cf2a0d", "cataracts2020-steps": "e847e9b51c94",
+    "ophnet-operation": "dcb02bafc38b", "ophnet-phase": "6cb084ce4774", "cataract-1k-instruments": "23b9fa3b818f",
+    "sics-155-phase": "5f9d6ff8300d", "cataract-lmm-phase": "35001a00e6b4",
+    # OphVL-mini keeps its ensemble default: these are the hashes from before issue 17.
+    "ophvl-mini-instruments": "8c7b35425a17", "ophvl-mini-phase": "a1101fe53058",
+    "ophvl-mini-shifted-instruments": "8c7b35425a17", "ophvl-mini-shifted-phase": "a1101fe53058",  # the same prompts
+}
+# The ensemble texts of the real benchmarks are those hashed before issue 17 (OphNet's with every label scored).
+ENSEMBLE_HASHES = {
     "cadis-instruments": "499d22076918", "cataract-101-phase": "3a020d2e81f9", "cataract-1k-phase": "dc60c89a47da",
     "cataract-21-phase": "3a020d2e81f9", "cataracts-tools": "7b6472d5030b", "cataracts2020-steps": "21d17e95fa43",
-    "ophnet-operation": "39583431e474", "ophnet-phase": "bd1a911fde32", "ophvl-mini-instruments": "8c7b35425a17",
-    "ophvl-mini-phase": "a1101fe53058",
-    "ophvl-mini-shifted-instruments": "8c7b35425a17", "ophvl-mini-shifted-phase": "a1101fe53058",  # the same prompts
 }
 
 
@@ -84,28 +94,116 @@ def location(path: Path, line: int) -> str:
 
 def test_the_registry_holds_every_benchmark():
     assert set(list_benchmarks()) == REGISTERED
+    assert set(list_benchmarks(real=True)) == REAL and len(REAL) >= 11
+    assert set(list_benchmarks(real=False)) == SYNTHETIC
+
+
+def test_registry_and_benchmarks_import_one_way():
+    """No import cycle inside evaluate_suite (every import statement, at module level or in a function, counts):
+    registry -> benchmarks -> loaders -> spec."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "evaluate_suite"
+    graph = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        is_package = path.name == "__init__.py"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = module.split(".")
+                    base = base[: len(base) - node.level + (1 if is_package else 0)]
+                    name = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    name = node.module or ""
+                targets.add(name)
+                targets.update(f"{name}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        graph[module] = {t for t in targets if t.startswith("evaluate_suite")}
+    modules = set(graph)
+    graph = {m: {t for t in targets if t in modules and t != m} for m, targets in graph.items()}
+
+    def reaches(start, goal, seen=()):
+        return any(t == goal or (t not in seen and reaches(t, goal, (*seen, t))) for t in graph[start])
+
+    assert "evaluate_suite.benchmarks" in graph["evaluate_suite.registry"]
+    assert not reaches("evaluate_suite.benchmarks", "evaluate_suite.registry")
+    assert not reaches("evaluate_suite.loaders", "evaluate_suite.registry")
+    cycles = sorted(m for m in modules if reaches(m, m))
+    assert cycles == [], f"modules on an import cycle: {cycles}"
 
 
 @pytest.mark.parametrize("name", sorted(REGISTERED))
 def test_every_class_has_prompts(name):
     spec = get_benchmark(name)
-    texts = spec.class_texts()
     prompts = load_prompts(spec.prompts)
-    assert list(texts) == list(spec.classes)
-    assert set(prompts["sentences"]) == set(spec.classes), "a sentence per class and none for other names"
+    ensemble, sentence = spec.class_texts("ensemble"), spec.class_texts("sentence")
+    assert list(ensemble) == list(sentence) == list(spec.classes)
+    assert set(prompts["sentences"]) == set(spec.all_labels()), "a sentence per label and none for other names"
     assert len(prompts["templates"]) >= 2
     for cls in spec.classes:
         own = prompts["sentences"][cls]
         assert len(own) == 1 and own[0].endswith(".") and len(own[0].split()) >= 4
-        assert texts[cls] == own + [t.format(cls) for t in prompts["templates"]]
-    if not name.startswith("ophvl-mini"):
-        assert spec.description and spec.homepage and spec.citation
+        assert ensemble[cls] == own + [t.format(cls) for t in prompts["templates"]]
+        assert sentence[cls] == own  # SurgVLP style: the one sentence
+    assert spec.class_texts() == (sentence if spec.prompt_mode == "sentence" else ensemble)
+    if spec.real:
+        assert spec.prompt_mode == "sentence", "comparison runs on real benchmarks use one sentence per class"
+        assert spec.description and spec.homepage and spec.citation and spec.scoring and spec.folder
+    else:
+        assert spec.prompt_mode == "ensemble", "OphVL-mini keeps its ensemble default"
 
 
 @pytest.mark.parametrize("name", sorted(REGISTERED))
 def test_the_prompts_hash_is_stable(name):
     spec = get_benchmark(name)
     assert spec.prompts_hash() == spec.prompts_hash() == PROMPT_HASHES[name]
+    if name in ENSEMBLE_HASHES:
+        assert spec.prompts_hash("ensemble") == ENSEMBLE_HASHES[name]
+    assert get_benchmark("ophnet-phase").with_unlabelled(()).prompts_hash("ensemble") == "bd1a911fde32"
+    assert get_benchmark("ophnet-operation").with_unlabelled(()).prompts_hash("ensemble") == "39583431e474"
+
+
+def test_a_prompts_file_without_a_sentence_falls_back_to_the_first_template(tmp_path):
+    from evaluate_suite.registry import class_texts
+
+    prompts = {"sentences": {"A": ["first sentence of a.", "second."]}, "templates": ["t1 {}.", "t2 {}."]}
+    assert class_texts(("A", "B"), prompts, mode="sentence") == {"A": ["first sentence of a."], "B": ["t1 B."]}
+    assert class_texts(("A", "B"), prompts) == {"A": ["first sentence of a.", "second.", "t1 A.", "t2 A."],
+                                                "B": ["t1 B.", "t2 B."]}
+    with pytest.raises(ValueError, match="prompt mode"):
+        class_texts(("A",), prompts, mode="best")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_one_split_vocabulary(name):
+    spec = get_benchmark(name)
+    for split in SPLITS:
+        assert spec.canonical_split(split) == split
+    for canonical, own in spec.split_names.items():
+        assert spec.canonical_split(own) == canonical and spec.dataset_split(canonical) == own
+    with pytest.raises(ValueError, match="has splits"):
+        spec.canonical_split("dev")
+    if spec.splits is not None:
+        assert set(spec.splits) <= set(SPLITS)
+
+
+def test_benchmark_cards_say_what_is_scored_and_ignored():
+    from evaluate_suite.cards import benchmark_card
+
+    ophnet = benchmark_card(get_benchmark("ophnet-phase"))
+    assert "## Scored" in ophnet and "Step Interval" in ophnet and "Non-functional Segment" in ophnet
+    assert "Others" in ophnet and "unlabelled" in ophnet.lower() and "`val`" in ophnet
+    assert "sentence" in ophnet
+    assert "labelled frames" in benchmark_card(get_benchmark("cadis-instruments"))
+    assert "end-of-annotation" in benchmark_card(get_benchmark("cataract-101-phase"))
+    assert "sec" in benchmark_card(get_benchmark("cataract-1k-phase"))
+    for name in REGISTERED:
+        card = benchmark_card(get_benchmark(name))
+        assert card.startswith(f"# {name}") and "## Scored" in card and "## Classes" in card
 
 
 def test_the_prompts_hash_follows_the_texts(tmp_path):
@@ -125,10 +223,12 @@ def test_published_class_lists():
     tools = get_benchmark("cataracts-tools").classes
     assert len(tools) == 21 and tools[0] == "biomarker" and tools[-1] == "Vannas scissors"
     assert len(get_benchmark("cataracts2020-steps").classes) == 18
-    phases, operations = get_benchmark("ophnet-phase").classes, get_benchmark("ophnet-operation").classes
+    phases, operations = get_benchmark("ophnet-phase").label_names, get_benchmark("ophnet-operation").label_names
     assert len(phases) == 52 and phases[0] == "Viscoelastic Injection" and phases[51] == "Others"
     assert len(operations) == 107 and operations[10].startswith("Hydrodissection") and operations[106] == "Others"
     assert len(get_benchmark("cadis-instruments").classes) == 21
+    assert len(get_benchmark("sics-155-phase").classes) == 18 and len(get_benchmark("cataract-lmm-phase").classes) == 12
+    assert len(get_benchmark("cataract-1k-instruments").classes) == 9
 
 
 # -- Cataract-101 ------------------------------------------------------------------------------------------------------
@@ -178,6 +278,29 @@ def test_cataract101_errors(tmp_path):
     write(root / "annotations.csv", "VideoID;FrameNo;Phase\n269;2;1\n269;4;11\n")
     with pytest.raises(AnnotationError, match=location(root / "annotations.csv", 3)):
         spec.load(root, "test")
+
+
+def test_cataract101_trailing_repeated_phase_ends_the_annotation(tmp_path):
+    """Most Cataract-101 videos end with a row repeating the last phase: the end of the annotation (inclusive), not a
+    new start. A repeat elsewhere, or the OphVL-mini benchmark (same layout), keeps the old reading."""
+    spec = get_benchmark("cataract-101-phase")
+    root = cataract101(tmp_path)
+    write(root / "annotations.csv", "VideoID;FrameNo;Phase\n269;2;1\n269;4;5\n269;7;5\n270;0;3\n270;2;3\n270;5;4\n"
+          "272;1;1\n272;5;1\n")
+    videos, report = spec.load(root, "test")
+    first, second, third = videos
+    assert first.phases.tolist() == labels((2, IGNORE), (2, 0), (4, 4), (2, IGNORE))  # frame 7 ends phase 5
+    assert second.phases.tolist() == labels((5, 2), (3, 3))  # 3, 3 then 4: a repeat not at the end is a restart
+    assert third.phases.tolist() == labels((1, IGNORE), (4, 0))  # marker on frame 5 == Frames: one past the end
+    write(root / "annotations.csv", "VideoID;FrameNo;Phase\n269;2;1\n269;11;1\n")
+    assert "end-of-annotation row (frame 11)" in spec.load(root, "test")[1].skipped["269"]
+    mini = get_benchmark("ophvl-mini-phase")
+    assert "trailing_repeat_ends" not in mini.loader_options
+    write(root / "annotations.csv", "VideoID;FrameNo;Phase\n269;2;1\n269;7;1\n")
+    from dataclasses import replace
+
+    plain = replace(spec, loader_options={"label_map": spec.loader_options["label_map"]})
+    assert plain.load(root, "test")[0][0].phases.tolist() == labels((2, IGNORE), (8, 0))
 
 
 # -- Cataract-21 -------------------------------------------------------------------------------------------------------
@@ -255,6 +378,29 @@ def test_cataract1k_layout(tmp_path):
     assert "missing" in report.skipped["4693"]
     assert "outside" in report.skipped["4700"]
     assert "no frame rate" in report.skipped["4701"]
+
+
+def test_cataract1k_frames_are_cross_checked_with_seconds(tmp_path):
+    """Frame numbers vs the `sec` columns at the video's rate (issue 17): agreement is silent; a disagreement is noted
+    per video with the rate the frames imply and the column used; a video is skipped only when neither column fits."""
+    spec = get_benchmark("cataract-1k-phase")
+    # 4690: frames agree with seconds at 10 fps.
+    cataract1k_case(tmp_path, "4690", ["Incision,0,9,0,0.9", "Capsule Pulishing,20,29,2,2.9"], fps=10, frames=40)
+    # 4691: the frames imply 20 fps (twice the video's 10); they fit the 40 frames, so they are used, with a note.
+    cataract1k_case(tmp_path, "4691", ["Incision,0,19,0,0.95", "Capsule Pulishing,20,39,1,1.95"], fps=10, frames=40)
+    # 4692: frames counted at 20 fps overrun the 10 fps video; the seconds fit and place the labels.
+    cataract1k_case(tmp_path, "4692", ["Incision,0,19,0,0.9", "Capsule Pulishing,40,79,2,3.9"], fps=10, frames=40)
+    # 4693: neither fits.
+    cataract1k_case(tmp_path, "4693", ["Incision,0,19,0,0.95", "Capsule Pulishing,60,99,7,9.9"], fps=10, frames=40)
+    videos, report = spec.load(tmp_path, "test")
+    by_id = {v.video_id: v for v in videos}
+    assert sorted(by_id) == ["4690", "4691", "4692"]
+    assert "4690" not in report.notes
+    assert by_id["4691"].phases.tolist() == labels((20, 0), (20, 6))
+    assert "imply 20 fps" in report.notes["4691"] and "placed by the frame numbers" in report.notes["4691"]
+    assert by_id["4692"].phases.tolist() == labels((10, 0), (10, IGNORE), (20, 6))
+    assert "placed by the seconds" in report.notes["4692"] and "overrun" in report.notes["4692"]
+    assert "neither fits" in report.skipped["4693"] and "seconds" in report.skipped["4693"]
 
 
 def test_cataract1k_errors(tmp_path):
@@ -400,7 +546,8 @@ def ophnet(root: Path) -> Path:
 
 
 def test_ophnet_phase_layout(tmp_path):
-    spec = get_benchmark("ophnet-phase")
+    spec = get_benchmark("ophnet-phase").with_unlabelled(())  # every label a class, as before issue 17
+    assert spec.name == "ophnet-phase-all-labels" and spec.classes == get_benchmark("ophnet-phase").label_names
     root = ophnet(tmp_path)
     videos, report = spec.load(root, "test")
     assert [v.video_id for v in videos] == ["case_0001", "case_0003"]
@@ -413,11 +560,35 @@ def test_ophnet_phase_layout(tmp_path):
                                                                                       IGNORE, IGNORE]
     assert "outside" in report.skipped["case_0004"]
     assert set(report.skipped) == {"case_0004"}
+    spec = get_benchmark("ophnet-phase")
     train, _ = spec.load(root, "train")
     assert [(v.video_id, v.fps, v.num_frames) for v in train] == [("case_0002", 25.0, 25)]
+    # One vocabulary: the registry's "validation" is the file's "val", and the file's own name is accepted too.
     assert "missing" in spec.load(root, "val")[1].skipped["case_0005"]
-    with pytest.raises(ValueError, match="no split 'validation'.*'test', 'train', 'val'"):
-        spec.load(root, "validation")
+    assert "missing" in spec.load(root, "validation")[1].skipped["case_0005"]
+    with pytest.raises(ValueError, match="has splits.*'validation'.*'val'"):
+        spec.load(root, "dev")
+
+
+def test_ophnet_fillers_are_unlabelled_by_default(tmp_path):
+    """'Step Interval' (2), 'Non-functional Segment' (3) and 'Others' (51) are neither prompted nor scored; the other
+    ids keep their names (the class index skips the fillers)."""
+    spec = get_benchmark("ophnet-phase")
+    assert spec.unlabelled == ("Step Interval", "Non-functional Segment", "Others") and len(spec.classes) == 49
+    assert not set(spec.unlabelled) & set(spec.class_texts("ensemble"))  # never prompted
+    videos, _ = spec.load(ophnet(tmp_path), "test")
+    first = videos[0]
+    incision = spec.classes.index("Corneal Incision Creation")
+    assert spec.label_names[6] == "Corneal Incision Creation" and incision == 4
+    # id 3 (frames 0-9) and id 51 (frames 20-29) are unlabelled; frame 20 keeps the one class that claims it.
+    assert first.phases.tolist() == labels((12, IGNORE), (9, incision), (9, IGNORE))
+    assert videos[1].phases.tolist()[:2] == [0, 0]
+    with pytest.raises(ValueError, match="not labels of the dataset"):
+        spec.with_unlabelled(("Idle",))
+    custom = spec.with_unlabelled(("Others",))
+    assert custom.name == "ophnet-phase-custom-labels" and "Step Interval" in custom.classes
+    assert custom.load(tmp_path, "test")[0][0].phases.tolist()[:10] == [custom.classes.index(
+        "Non-functional Segment")] * 10
 
 
 def test_ophnet_operation_layout(tmp_path):
@@ -427,8 +598,11 @@ def test_ophnet_operation_layout(tmp_path):
     write(tmp_path / "OphNet2024_phase.json", json.dumps({"database": {"case_0001": {"fps": 10, "duration": 1.0}}}))
     touch_video(tmp_path / "OphNet2024_all" / "case_0001.mp4")
     videos, _ = spec.load(tmp_path, "test")
-    assert videos[0].phases.tolist() == [13] * 5 + [106] * 5
-    assert spec.classes[13] == "Main Corneal Incision Creation"
+    incision = spec.classes.index("Main Corneal Incision Creation")
+    assert videos[0].phases.tolist() == [incision] * 5 + [IGNORE] * 5  # 106 is 'Others': unlabelled
+    assert spec.label_names[13] == "Main Corneal Incision Creation" and len(spec.classes) == 104
+    everything = spec.with_unlabelled(())
+    assert everything.load(tmp_path, "test")[0][0].phases.tolist() == [13] * 5 + [106] * 5
 
 
 def test_ophnet_errors(tmp_path):
@@ -504,6 +678,120 @@ def test_find_by_pattern_repeats_the_id(tmp_path):
     write(tmp_path / "a" / "case_8" / "case_9_x.csv", "")  # the two ids disagree: not a match
     write(tmp_path / "a" / "case_10" / "case_10_x.csv", "")
     assert list(find_by_pattern(tmp_path, "a/case_{id}/case_{id}_x.csv")) == ["7", "10"]
+
+
+# -- SICS-155 ----------------------------------------------------------------------------------------------------------
+
+SICS_MAPPING = ("0 background\n1 peritomy\n2 cautery\n3 scleral_groove\n4 incision\n5 tunnel\n6 sideport\n"
+                "7 AB_injection_and_wash\n8 OVD_injection\n9 capsulorrhexis\n10 main_incision_entry\n"
+                "11 hydroprocedure\n12 nucleus_prolapse\n13 nucleus_delivery\n14 cortical_wash\n15 OVD_IOL_insertion\n"
+                "16 OVD_wash\n17 stromal_hydration\n18 tunnel_suture\n")  # as in the challenge's mapping.txt
+
+
+def test_sics155_layout(tmp_path):
+    spec = get_benchmark("sics-155-phase")
+    write(tmp_path / "mapping.txt", SICS_MAPPING)
+    write(tmp_path / "train" / "groundTruth" / "sics_001.txt",
+          "background\nperitomy\nperitomy\ncapsulorrhexis\nOVD_IOL_insertion\ntunnel_suture\n\n")
+    touch_video(tmp_path / "train" / "videos" / "sics_001.mp4")
+    write(tmp_path / "train" / "groundTruth" / "sics_002.txt", "background\nbackground\n")
+    touch_video(tmp_path / "train" / "videos" / "sics_002.mp4")
+    write(tmp_path / "validation" / "groundTruth" / "sics_101.txt", "incision\n")  # its video is missing
+    videos, report = spec.load(tmp_path, "train")
+    assert [v.video_id for v in videos] == ["sics_001"]
+    video = videos[0]
+    assert (video.fps, video.num_frames) == (30.0, 6)
+    assert video.phases.tolist() == [IGNORE, 0, 0, 8, 14, 17]
+    assert spec.classes[8] == "Capsulorhexis" and spec.classes[17] == "Tunnel Suture"
+    assert "no frame with a class" in report.skipped["sics_002"]
+    assert "missing" in spec.load(tmp_path, "validation")[1].skipped["sics_101"]
+    write(tmp_path / "train" / "groundTruth" / "sics_001.txt", "peritomy\nconjunctival_cautery\n")
+    with pytest.raises(AnnotationError, match=location(tmp_path / "train" / "groundTruth" / "sics_001.txt", 2)):
+        spec.load(tmp_path, "train")
+    write(tmp_path / "mapping.txt", SICS_MAPPING + "19 iris_hooks\n")
+    with pytest.raises(AnnotationError, match=location(tmp_path / "mapping.txt", 20) + ".*iris_hooks"):
+        spec.load(tmp_path, "train")
+
+
+def test_sics155_video_longer_than_labels(tmp_path):
+    from dataclasses import replace
+
+    spec = get_benchmark("sics-155-phase")
+    spec = replace(spec, loader_options={**spec.loader_options, "fps": None})
+    write(tmp_path / "train" / "groundTruth" / "a.txt", "peritomy\ncautery\n")
+    real_video(tmp_path / "train" / "videos" / "a.mp4", frames=4, fps=30)
+    write(tmp_path / "train" / "groundTruth" / "b.txt", "peritomy\n" * 6)
+    real_video(tmp_path / "train" / "videos" / "b.mp4", frames=4, fps=30)
+    videos, report = spec.load(tmp_path, "train")
+    assert [v.video_id for v in videos] == ["a"] and videos[0].phases.tolist() == [0, 1, IGNORE, IGNORE]
+    assert "labels 6 frames, the video has 4" in report.skipped["b"]
+
+
+# -- Cataract-LMM ------------------------------------------------------------------------------------------------------
+
+LMM_HEADER = "Video Name,comment,sec,end_sec,frame,end_frame"
+
+
+def test_cataract_lmm_layout(tmp_path):
+    from dataclasses import replace
+
+    spec = get_benchmark("cataract-lmm-phase")
+    write(tmp_path / "annotations_full_video" / "PH_0001_0002_S1.csv", LMM_HEADER + "\n"
+          "PH_0001_0002_S1,Incision,0,0.2,0,2\n"
+          "PH_0001_0002_S1,Idle,0.3,0.4,3,4\n"
+          "PH_0001_0002_S1,Viscoelastic_Suction,0.5,0.7,5,7\n"
+          "PH_0001_0002_S1,tonifying/antibiotics,0.8,0.9,8,9\n")
+    real_video(tmp_path / "videos" / "PH_0001_0002_S1.mp4", frames=10, fps=10)  # the rate comes from the video
+    write(tmp_path / "annotations_full_video" / "PH_0002_0007_S2.csv", LMM_HEADER + "\nPH_0002_0007_S2,Idle,0,1,0,9\n")
+    real_video(tmp_path / "videos" / "PH_0002_0007_S2.mp4", frames=10, fps=10)
+    videos, report = spec.load(tmp_path, "test")
+    assert [v.video_id for v in videos] == ["PH_0001_0002_S1"] and not report.notes
+    assert (videos[0].fps, videos[0].num_frames) == (10.0, 10)
+    # Idle is unlabelled; spellings match ignoring case and separators.
+    assert videos[0].phases.tolist() == labels((3, 0), (2, IGNORE), (3, 9), (2, 11))
+    assert "no frame carries a class label" in report.skipped["PH_0002_0007_S2"]
+    everything = spec.with_unlabelled(())
+    assert everything.classes[-1] == "Idle" and everything.load(tmp_path, "test")[0][1].phases.tolist() == [12] * 10
+    path = write(tmp_path / "annotations_full_video" / "PH_0003_0009_S1.csv", LMM_HEADER + "\nx,Suture,0,1,0,9\n")
+    with pytest.raises(AnnotationError, match=location(path, 2) + ".*Suture"):
+        replace(spec).load(tmp_path, "test")
+
+
+# -- Cataract-1K instruments (segmentation frames, Supervisely JSON) ---------------------------------------------------
+
+
+def supervisely(path: Path, titles: list[str]) -> Path:
+    objects = [{"classTitle": t, "points": {"exterior": [[1, 1], [5, 1], [5, 5]], "interior": []}} for t in titles]
+    return write(path, json.dumps({"description": "", "tags": [], "size": {"height": 8, "width": 8},
+                                   "objects": objects}))
+
+
+def test_cataract1k_instruments_layout(tmp_path):
+    spec = get_benchmark("cataract-1k-instruments")
+    case = tmp_path / "case_5013"
+    for n in (1, 2, 3, 10):
+        write_png(case / "img" / f"case5013_{n:02d}.png", np.full((8, 8), 20 * n, dtype=np.uint8))
+    supervisely(case / "ann" / "case5013_01.png.json", ["pupil", "slit knife", "Iris"])
+    supervisely(case / "ann" / "case5013_02.png.json", ["incision knife", "cartridge", "rhexis forceps"])
+    supervisely(case / "ann" / "case5013_10.png.json", ["IA", "scalpel"])  # case5013_03 has no annotation file
+    (tmp_path / "case_5014" / "img").mkdir(parents=True)
+    videos, report = spec.load(tmp_path, "test")
+    assert [v.video_id for v in videos] == ["5013"] and "no images" in report.skipped["5014"]
+    video = videos[0]
+    assert video.num_frames == 4 and [p.name for p in video.frame_files] == [
+        "case5013_01.png", "case5013_02.png", "case5013_03.png", "case5013_10.png"]  # natural order
+    present = lambda frame: {spec.classes[c] for c in np.flatnonzero(video.instruments[frame] == 1)}  # noqa: E731
+    assert present(0) == {"Slit/Incision Knife"}
+    assert present(1) == {"Slit/Incision Knife", "Lens Injector", "Capsulorhexis Forceps"}
+    assert np.isnan(video.instruments[2]).all() and present(3) == {"Irrigation-Aspiration"}
+    assert (video.instruments[0] == 0).sum() == 8  # the other instruments are absent, not unknown
+    assert "scalpel" in report.notes["5013"]
+    assert video.labelled_frames().tolist() == [0, 1, 3] and spec.sparse_labels
+    write(case / "ann" / "case5013_01.png.json", "{\"objects\": 3}")
+    with pytest.raises(AnnotationError, match=location(case / "ann" / "case5013_01.png.json", 1)):
+        spec.load(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="no case folders"):
+        spec.load(case, "test")
 
 
 # -- OphVL-mini --------------------------------------------------------------------------------------------------------

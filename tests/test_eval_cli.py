@@ -21,7 +21,8 @@ from evaluate_suite.models import CLIPEncoder, OphCLIPEncoder, load_encoder  # n
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("benchmarks", "zero-shot-phase", "zero-shot-instruments", "linear-probe", "retrieval", "leaderboard")
+COMMANDS = ("benchmarks", "card", "zero-shot-phase", "zero-shot-instruments", "linear-probe", "retrieval",
+            "leaderboard", "table")
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +184,93 @@ def test_input_errors_exit_2_with_one_line(ophclip_dir, mini, tmp_path, capsys):
         main(["zero-shot-phase", *map(str, common), "--benchmark", "ophvl-mini-phase", "--root", str(mini),
               "--fps", "0"])
     assert exit_info.value.code == 2 and "must be > 0" in capsys.readouterr().err
+
+
+# -- issue 17: cards, prompt modes, splits, the table --------------------------------------------------------------
+
+
+def test_benchmarks_real_and_card_commands(tmp_path, capsys):
+    code, out, _ = run(["benchmarks", "--real"], capsys)
+    assert code == 0 and "ophvl-mini" not in out and len(out.strip().splitlines()) >= 11
+    code, out, _ = run(["card", "ophnet-phase"], capsys)
+    assert code == 0 and out.startswith("# ophnet-phase") and "Step Interval" in out
+    code, out, _ = run(["card", "--all", "--out", tmp_path / "cards"], capsys)
+    assert code == 0 and (tmp_path / "cards" / "cadis-instruments.md").is_file()
+    code, _, err = run(["card"], capsys)
+    assert code == 2 and "--all" in err
+
+
+def test_zero_shot_prompt_mode_and_split_options(ophclip_dir, mini, tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    code, out, err = run(["zero-shot-phase", "--model", ophclip_dir, "--benchmark", "ophvl-mini-phase", "--root",
+                          mini / "benchmark", "--prompts", "sentence", "--num-workers", "0", "--results", results],
+                         capsys)
+    assert code == 0, err
+    assert out["protocol"] == "zero-shot-sentence" and out["prompt_mode"] == "sentence"
+    (record,) = read_jsonl(results)
+    assert record["extra"]["prompt_mode"] == "sentence"
+    code, _, err = run(["zero-shot-phase", "--model", ophclip_dir, "--benchmark", "ophvl-mini-phase", "--root",
+                        mini / "benchmark", "--split", "dev", "--results", results], capsys)
+    assert code == 2 and "has splits" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["zero-shot-phase", "--model", ophclip_dir, "--benchmark", "ophnet-phase", "--root",
+                        mini / "benchmark", "--unlabelled", "Idle", "--results", results], capsys)
+    assert code == 2 and "not labels of the dataset" in err
+
+
+def _fixture_root(root: Path) -> Path:
+    """A data root with two real-layout fixtures: `cataract-1k/` (one case) and `cadis/` (Video02)."""
+    import numpy as np
+    from test_benchmarks import cataract1k_case
+    from test_protocols import _cadis_fixture
+
+    from datasets_ophvl.media import encode_video
+
+    cataract1k_case(root / "cataract-1k", "11", ["Incision,0,19,0,1.9", "Capsule Pulishing,20,39,2,3.9"], fps=10,
+                    frames=40, video=False)
+    (root / "cataract-1k" / "videos").mkdir(parents=True)
+    (root / "cataract-1k" / "videos" / "case_11.mp4").write_bytes(
+        encode_video(np.zeros((40, 32, 32, 3), dtype=np.uint8), 10))
+    _cadis_fixture(root / "cadis")
+    return root
+
+
+def test_table_command(ophclip_dir, clip_dir, mini, tmp_path, capsys):
+    """Two models (a tiny OphCLIP and a tiny vanilla CLIPModel) on the OphVL-mini benchmarks plus real-layout fixtures:
+    the paper-style table with the quoted reference row, CSV, leaderboard and per-model metadata; a second run reuses
+    every result."""
+    fixtures = _fixture_root(tmp_path / "data")
+    results, out_dir = tmp_path / "results.jsonl", tmp_path / "table"
+    argv = ["table", "--models", ophclip_dir, clip_dir, "--model-names", "tiny-ophclip", "tiny-clip", "--root", mini,
+            fixtures, "--linear-probe", "--results", results, "--out", out_dir, "--num-workers", "0"]
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "benchmarks found: " in captured.err and "[1/" in captured.err
+    table = (out_dir / "table.md").read_text()
+    for row in ("tiny-ophclip", "tiny-clip", "OphCLIP (paper; quoted)"):
+        assert row in table
+    for column in ("ophvl-mini-phase (acc / F1)", "ophvl-mini-instruments (mAP / FPR)",
+                   "cataract-1k-phase (acc / F1)", "cadis-instruments (mAP / FPR)", "### Linear probe"):
+        assert column in table
+    assert "62.8 / 48.5" in table  # the quoted reference, in its own row
+    assert "Linear probes not run (no official train/test split): cataract-1k-phase" in table
+    csv_text = (out_dir / "table.csv").read_text()
+    assert "OphCLIP (paper; quoted),quoted,cataract-1k-phase,zero-shot,accuracy,62.80" in csv_text
+    assert ",ours,cadis-instruments,zero-shot,mAP," in csv_text
+    assert (out_dir / "leaderboard" / "leaderboard.md").is_file()
+    for model in ("tiny-ophclip", "tiny-clip"):
+        assert (out_dir / "models" / model / "model_index.yaml").is_file()
+        assert list((out_dir / "models" / model / ".eval_results").glob("*.yaml"))
+    records = read_jsonl(results)
+    protocols = {(r["model_id"], r["benchmark"], r["protocol"]) for r in records}
+    assert ("tiny-clip", "ophvl-mini-shifted-instruments", "linear-probe-100%") in protocols
+    assert ("tiny-ophclip", "cadis-instruments", "zero-shot") in protocols
+    count = len(records)
+
+    from evaluate_suite.table import run_table
+
+    again = run_table([str(ophclip_dir), str(clip_dir)], [mini, fixtures], results_file=results,
+                      model_names=["tiny-ophclip", "tiny-clip"], linear_probe=True, log=lambda line: None)
+    assert again["computed"] == [] and len(again["reused"]) == len(protocols) and len(read_jsonl(results)) == count
+    assert again["markdown"].split("### Linear probe")[0] == table.split("# Benchmarks\n\n")[1].split(
+        "### Linear probe")[0]

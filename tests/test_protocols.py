@@ -490,3 +490,121 @@ def test_oracle_instruments_score_perfectly(oracle_benchmarks):
     probe = linear_probe(oracle, spec, root, fractions=(1.0,), results_file=None)
     assert probe["results"]["100%"]["metrics"]["mAP"] == 1.0
     assert set(NEGATIVE_TEMPLATES) and oracle.logit_scale == 100.0
+
+
+# -- issue 17: prompt modes, sparse labels, still frames, loader notes -------------------------------------------------
+
+
+class CountingEncoder(VideoTextEncoder):
+    """Wraps an encoder and remembers every text it embedded."""
+
+    def __init__(self, inner):
+        self.inner, self.texts = inner, []
+        self.model_id, self.video_processor = inner.model_id, inner.video_processor
+
+    @property
+    def logit_scale(self):
+        return self.inner.logit_scale
+
+    @property
+    def weights_hash(self):
+        return self.inner.weights_hash
+
+    def describe(self):
+        return self.inner.describe()
+
+    def encode_frames(self, pixel_values):
+        return self.inner.encode_frames(pixel_values)
+
+    def encode_texts(self, texts):
+        self.texts.extend(texts)
+        return self.inner.encode_texts(texts)
+
+
+def test_prompt_modes_are_recorded_and_named(ophclip, bench, tmp_path):
+    """OphVL-mini keeps its ensemble default (protocol 'zero-shot', hash unchanged); the single-sentence mode embeds
+    one text per class, is named in the protocol and recorded."""
+    from evaluate_suite.registry import get_benchmark
+
+    spec = get_benchmark("ophvl-mini-phase")
+    results = tmp_path / "results.jsonl"
+    default = CountingEncoder(ophclip)
+    out = zero_shot_phase(default, spec.name, bench, results_file=results)
+    assert out["protocol"] == "zero-shot" and out["prompt_mode"] == "ensemble"
+    assert out["prompts_hash"] == "a1101fe53058" and len(default.texts) == 6 * 3
+    single = CountingEncoder(ophclip)
+    one = zero_shot_phase(single, spec.name, bench, results_file=results, prompts="sentence")
+    assert one["protocol"] == "zero-shot-sentence" and single.texts == [t[0] for t in spec.class_texts().values()]
+    assert one["prompts_hash"] == spec.prompts_hash("sentence") != out["prompts_hash"]
+    records = read_jsonl(results)
+    assert [(r["protocol"], r["extra"]["prompt_mode"]) for r in records] == [("zero-shot", "ensemble"),
+                                                                             ("zero-shot-sentence", "sentence")]
+    assert records[0]["extra"]["sampling"] == "fps" and records[0]["extra"]["split"] == "test"
+    tools = zero_shot_instruments(ophclip, "ophvl-mini-instruments", bench, results_file=None, prompts="sentence")
+    assert tools["protocol"] == "zero-shot-sentence"
+    with pytest.raises(ValueError, match="prompt mode"):
+        zero_shot_phase(ophclip, spec.name, bench, results_file=None, prompts="best")
+
+
+def _cadis_fixture(root: Path) -> Path:
+    """A CaDIS test video (`train02`, 35 frames at 30 fps) with masks on frames 0, 10, 20 and 30."""
+    from test_benchmarks import write_png
+
+    mask = np.zeros((4, 6), dtype=np.uint8)
+    for frame, pixel in ((0, 13), (10, 34), (20, 13), (30, 4)):
+        mask[:] = pixel
+        write_png(root / "Video02" / "Labels" / f"Video2_frame{frame:06d}.png", mask)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    (root / "videos" / "train02.mp4").write_bytes(encode_video(np.zeros((35, 32, 32, 3), dtype=np.uint8), 30))
+    return root
+
+
+def test_sparse_labels_score_exactly_the_labelled_frames(ophclip, tmp_path):
+    """CaDIS: every mask is one scored frame (a 1-fps grid would keep 2 of the 4 here, and one in three in the real
+    data). The labels end at the last mask, so the video may be longer than them."""
+    root = _cadis_fixture(tmp_path)
+    results = tmp_path / "results.jsonl"
+    out = zero_shot_instruments(ophclip, "cadis-instruments", root, "test", results_file=results)
+    assert out["metrics"]["num_frames"] == 4 and out["skipped"] == {"Video12": "in the split but not in the "
+                                                                              "annotations",
+                                                                    "Video22": "in the split but not in the "
+                                                                               "annotations"}
+    (record,) = read_jsonl(results)
+    assert record["extra"]["sampling"] == "labelled" and record["extra"]["fps"] is None
+    assert record["extra"]["prompt_mode"] == "sentence" and record["protocol"] == "zero-shot"
+    # 35 decoded frames for labels ending at frame 30: fine for sparse labels, a mismatch for dense ones.
+    assert frame_count_problem(35, 31, at_least=True) is None and "mismatch" in frame_count_problem(35, 31)
+    assert "mismatch" in frame_count_problem(20, 31, at_least=True)
+
+
+def test_still_frame_datasets_are_read_image_by_image(ophclip, tmp_path):
+    from test_benchmarks import supervisely, write_png
+
+    case = tmp_path / "case_7"
+    for n, size in ((1, (8, 8)), (2, (12, 10)), (3, (8, 8))):
+        write_png(case / "img" / f"case7_{n:02d}.png", np.full(size, 60 * n, dtype=np.uint8))
+    supervisely(case / "ann" / "case7_01.png.json", ["phaco tip"])
+    supervisely(case / "ann" / "case7_03.png.json", ["IA", "gauge"])
+    out = zero_shot_instruments(ophclip, "cataract-1k-instruments", tmp_path, "test", results_file=None)
+    assert out["metrics"]["num_frames"] == 2 and out["skipped"] == {}  # image 2 has no annotation: not scored
+    probe = linear_probe(ophclip, "cataract-1k-instruments", tmp_path, train_split="test", test_split="test",
+                         fractions=(1.0,), results_file=None)
+    assert probe["results"]["100%"]["metrics"]["num_frames"] == 2
+    with pytest.raises(ValueError, match="share 1 video"):
+        linear_probe(ophclip, "cataract-1k-instruments", tmp_path, fractions=(1.0,), results_file=None)
+
+
+def test_loader_notes_are_recorded(ophclip, tmp_path):
+    """A Cataract-1K video whose frame numbers disagree with its seconds is scored, and the disagreement is in the
+    result record."""
+    from test_benchmarks import cataract1k_case
+
+    cataract1k_case(tmp_path, "9", ["Incision,0,19,0,0.95", "Capsule Pulishing,20,39,1,1.95"], fps=10, frames=40,
+                    video=False)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "case_9.mp4").write_bytes(encode_video(np.zeros((40, 32, 32, 3), dtype=np.uint8), 10))
+    results = tmp_path / "results.jsonl"
+    out = zero_shot_phase(ophclip, "cataract-1k-phase", tmp_path, results_file=results)
+    assert "imply 20 fps" in out["load_notes"]["9"] and out["skipped"] == {}
+    (record,) = read_jsonl(results)
+    assert record["extra"]["load_notes"] == out["load_notes"] and record["extra"]["prompt_mode"] == "sentence"

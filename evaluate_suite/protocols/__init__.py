@@ -22,6 +22,7 @@ from .defaults import (
     DEFAULT_SEEDS,
     INSTRUMENT_RULES,
     NEGATIVE_TEMPLATES,
+    SAMPLINGS,
 )
 
 
@@ -60,5 +61,5 @@ def __dir__():
 
 __all__ = sorted(
     ["DEFAULT_FRACTIONS", "DEFAULT_MAX_CLIPS", "DEFAULT_RESULTS_FILE", "DEFAULT_SEEDS", "INSTRUMENT_RULES",
-     "NEGATIVE_TEMPLATES", *_LAZY]
+     "NEGATIVE_TEMPLATES", "SAMPLINGS", *_LAZY]
 )

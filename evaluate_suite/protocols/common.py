@@ -19,10 +19,13 @@ def resolve_benchmark(benchmark, task: str | None = None) -> BenchmarkSpec:
     return spec
 
 
-def load_split(spec: BenchmarkSpec, root, split: str):
-    """Annotations of one split and the loader's skipped videos (`{video_id: reason}`)."""
+def load_split(spec: BenchmarkSpec, root, split: str, notes: dict | None = None):
+    """Annotations of one split and the loader's skipped videos (`{video_id: reason}`); the loader's notes on kept
+    videos (`LoadReport.notes`) are added to `notes` when given."""
     annotations, report = spec.load(root, split)
     report = report or LoadReport()
+    if notes is not None:
+        notes.update(getattr(report, "notes", {}) or {})
     if not annotations:
         reasons = "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:5])
         raise ValueError(f"benchmark {spec.name!r}: no usable video in split {split!r} under {str(root)!r}"
@@ -44,9 +47,43 @@ def prompt_embeddings(encoder, texts_per_class: dict[str, list[str]]) -> np.ndar
     return l2_normalize(means)
 
 
-def class_embeddings(encoder, spec: BenchmarkSpec) -> np.ndarray:
-    """The benchmark's class embeddings, computed once per call (raises a clear error when a class lacks prompts)."""
-    return prompt_embeddings(encoder, spec.class_texts())
+def class_embeddings(encoder, spec: BenchmarkSpec, mode: str | None = None) -> np.ndarray:
+    """The benchmark's class embeddings in prompt `mode` (default: the benchmark's `prompt_mode`), computed once per
+    call (raises a clear error when a class lacks prompts)."""
+    return prompt_embeddings(encoder, spec.class_texts(mode))
+
+
+def prompt_mode(spec: BenchmarkSpec, mode: str | None) -> str:
+    """The prompt mode a protocol uses: `mode`, or the benchmark's default."""
+    from ..spec import PROMPT_MODES
+
+    mode = mode or spec.prompt_mode
+    if mode not in PROMPT_MODES:
+        raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
+    return mode
+
+
+def protocol_name(base: str, spec: BenchmarkSpec, mode: str) -> str:
+    """`base`, suffixed with the prompt mode when it is not the benchmark's default (`zero-shot-ensemble` on a real
+    benchmark), so that results of both modes are separate leaderboard entries."""
+    return base if mode == spec.prompt_mode else f"{base}-{mode}"
+
+
+def sampling_mode(spec: BenchmarkSpec, sampling: str | None) -> str:
+    """`"labelled"` for benchmarks with sparse labels, else `"fps"`, unless `sampling` says otherwise."""
+    from .defaults import SAMPLINGS
+
+    sampling = sampling or ("labelled" if spec.sparse_labels else "fps")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    return sampling
+
+
+def benchmark_extra(spec: BenchmarkSpec, split: str, sampling: str, fps, notes: dict) -> dict:
+    """What every frame-level result records about how the benchmark was read."""
+    return {"split": spec.canonical_split(split), "sampling": sampling,
+            "fps": fps if sampling == "fps" else None, "unlabelled": list(spec.unlabelled),
+            "load_notes": dict(notes)}
 
 
 def l2_normalize(array: np.ndarray) -> np.ndarray:
@@ -166,6 +203,9 @@ __all__ = [
     "metric",
     "phase_metrics",
     "prompt_embeddings",
+    "prompt_mode",
+    "protocol_name",
+    "sampling_mode",
     "resolve_benchmark",
     "save_record",
     "scalar_metrics",

@@ -2,6 +2,9 @@
 
 DEFAULT_RESULTS_FILE = "results.jsonl"
 
+# Frame sampling of the frame-level protocols (see `frames.extract_frame_features`).
+SAMPLINGS = ("fps", "labelled")
+
 # Zero-shot instrument recognition (see `zero_shot.zero_shot_instruments`).
 INSTRUMENT_RULES = ("prompt-pair", "sigmoid")
 NEGATIVE_TEMPLATES = ("no {} is visible in the eye.", "a surgical video frame without a {}.")

@@ -12,6 +12,14 @@ Bad videos are skipped, counted and listed with a reason, never scored as zeros:
   labels are trusted frame by frame from the start: sampled frames past the decoded end are dropped with their
   labels, decoded frames past the labelled end are never sampled;
 - no labelled (scorable) frame remains after sampling (reported by the protocol).
+
+Sampling (`sampling`): `"fps"` samples at `fps` as above; `"labelled"` takes exactly the frames that carry a label
+(`VideoAnnotation.labelled_frames()`), for datasets whose labels are sparse (CaDIS: one mask every 10 frames; a 1-fps
+grid would miss most of them). With `"labelled"` the labels only bound the video's length from below, so the frame
+count check is one-sided: the video may be longer than its last labelled frame, not shorter (beyond the tolerance).
+
+Datasets published as still images (`VideoAnnotation.frame_files`) are read image by image (Pillow) instead of
+through decord; each image is preprocessed on its own (their sizes may differ).
 """
 
 from dataclasses import dataclass, field
@@ -21,19 +29,21 @@ import torch
 from modeling_ophclip.video_processing_ophclip import fps_frame_indices
 
 from ..models import preprocess_frames
-from ..registry import IGNORE_INDEX, VideoAnnotation
+from ..spec import IGNORE_INDEX, VideoAnnotation
+from .defaults import SAMPLINGS
 
 
 FRAME_TOLERANCE = 2
 FRAME_TOLERANCE_FRACTION = 0.02
 
 
-def frame_count_problem(decoded: int, labelled: int) -> str | None:
-    """Why a video whose container has `decoded` frames cannot carry labels for `labelled` frames, or None."""
+def frame_count_problem(decoded: int, labelled: int, at_least: bool = False) -> str | None:
+    """Why a video whose container has `decoded` frames cannot carry labels for `labelled` frames, or None.
+    `at_least=True`: the labels only bound the length from below (sparse labels), so a longer video is fine."""
     if decoded <= 0:
         return "the video decodes to zero frames"
     tolerance = max(FRAME_TOLERANCE, FRAME_TOLERANCE_FRACTION * labelled)
-    if abs(decoded - labelled) > tolerance:
+    if (labelled - decoded if at_least else abs(decoded - labelled)) > tolerance:
         return (f"frame count mismatch: the video has {decoded} frames but its labels cover {labelled} "
                 f"(tolerance {tolerance:g})")
     return None
@@ -60,8 +70,11 @@ class FrameChunks(torch.utils.data.Dataset):
     consecutive chunks of a video are not re-indexed.
     """
 
-    def __init__(self, paths, labelled_frames, frame_indices, video_processor, chunk_size: int = 32):
+    def __init__(self, paths, labelled_frames, frame_indices, video_processor, chunk_size: int = 32,
+                 frame_files=None, at_least: bool = False):
         self.paths = [str(p) for p in paths]
+        self.frame_files = list(frame_files) if frame_files is not None else [None] * len(self.paths)
+        self.at_least = at_least
         self.labelled_frames = list(labelled_frames)
         self.frame_indices = [np.asarray(ix, dtype=np.int64) for ix in frame_indices]
         self.video_processor = video_processor
@@ -83,11 +96,13 @@ class FrameChunks(torch.utils.data.Dataset):
     def __getitem__(self, i):
         video, start = self.items[i]
         item = {"video": video, "start": start}
+        if self.frame_files[video] is not None:
+            return self._images(item, video, start)
         try:
             reader = self._open(video)
         except Exception as error:  # decord raises RuntimeError/DECORDError for unreadable files
             return {**item, "error": f"cannot decode the video: {_short(error)}"}
-        problem = frame_count_problem(len(reader), self.labelled_frames[video])
+        problem = frame_count_problem(len(reader), self.labelled_frames[video], self.at_least)
         if problem:
             return {**item, "error": problem}
         indices = self.frame_indices[video][start : start + self.chunk_size]
@@ -100,6 +115,22 @@ class FrameChunks(torch.utils.data.Dataset):
             return {**item, "error": f"cannot decode frames {indices[keep][[0, -1]].tolist()}: {_short(error)}"}
         positions = torch.arange(start, start + len(indices))[torch.from_numpy(keep)]
         return {**item, "positions": positions, "pixel_values": preprocess_frames(self.video_processor, frames)}
+
+    def _images(self, item: dict, video: int, start: int) -> dict:
+        from PIL import Image
+
+        indices = self.frame_indices[video][start : start + self.chunk_size]
+        pixels = []
+        for index in indices.tolist():
+            path = self.frame_files[video][index]
+            try:
+                with Image.open(path) as image:
+                    frame = np.array(image.convert("RGB"))
+            except (OSError, ValueError) as error:
+                return {**item, "error": f"cannot read frame image {path}: {_short(error)}"}
+            pixels.append(preprocess_frames(self.video_processor, frame[None]))
+        positions = torch.arange(start, start + len(indices))
+        return {**item, "positions": positions, "pixel_values": torch.cat(pixels)}
 
 
 @dataclass
@@ -127,21 +158,26 @@ class FrameFeatures:
 
 
 def _labels(annotation: VideoAnnotation) -> np.ndarray:
-    labels = annotation.phases if annotation.phases is not None else annotation.instruments
-    if labels is None:
-        raise ValueError(f"video {annotation.video_id} has neither phase nor instrument labels")
-    return labels
+    return annotation.labels
 
 
 def extract_frame_features(encoder, annotations: list[VideoAnnotation], fps: float | None = 1.0,
-                           batch_size: int = 32, num_workers: int = 0, prefetch_factor: int = 2) -> FrameFeatures:
-    """Embed the frames of every video sampled at `fps`; see the module docstring for what is skipped and why."""
+                           batch_size: int = 32, num_workers: int = 0, prefetch_factor: int = 2,
+                           sampling: str = "fps") -> FrameFeatures:
+    """Embed the frames of every video sampled at `fps` (`sampling="fps"`) or exactly its labelled frames
+    (`sampling="labelled"`); see the module docstring for what is skipped and why."""
     import time
 
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     began = time.perf_counter()
-    indices = [sample_frame_indices(a.num_frames, a.fps, fps) for a in annotations]
+    if sampling == "labelled":
+        indices = [a.labelled_frames() for a in annotations]
+    else:
+        indices = [sample_frame_indices(a.num_frames, a.fps, fps) for a in annotations]
     dataset = FrameChunks([a.path for a in annotations], [a.num_frames for a in annotations], indices,
-                          encoder.video_processor, chunk_size=batch_size)
+                          encoder.video_processor, chunk_size=batch_size,
+                          frame_files=[a.frame_files for a in annotations], at_least=sampling == "labelled")
     device = getattr(encoder, "device", None)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, shuffle=False, num_workers=num_workers,
@@ -196,6 +232,7 @@ __all__ = [
     "FRAME_TOLERANCE_FRACTION",
     "FrameChunks",
     "FrameFeatures",
+    "SAMPLINGS",
     "VideoFeatures",
     "extract_frame_features",
     "frame_count_problem",

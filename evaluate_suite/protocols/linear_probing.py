@@ -27,6 +27,7 @@ from .common import (
     load_split,
     phase_metrics,
     resolve_benchmark,
+    sampling_mode,
     save_record,
     scalar_metrics,
 )
@@ -134,14 +135,19 @@ def _evaluate_instruments(probes, test_videos, class_names):
 def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_split: str = "test",
                  fractions=DEFAULT_FRACTIONS, seeds=DEFAULT_SEEDS, fps: float = 1.0, C: float = 1.0,
                  max_iter: int = 1000, batch_size: int = 32, num_workers: int = 0,
-                 results_file=DEFAULT_RESULTS_FILE) -> dict:
+                 results_file=DEFAULT_RESULTS_FILE, sampling: str | None = None) -> dict:
     """Linear probes at each training fraction (see the module docstring); one `EvalRecord` per fraction, protocol
     `linear-probe-<percent>` (e.g. `linear-probe-10%`).
 
     Returns `{"benchmark", "protocol": "linear-probe", "results": {"1%": {"metrics", "per_seed", ...}, ...},
-    "skipped", "records"}`; skipped videos are keyed `"<split>:<video_id>"`.
+    "skipped", "records"}`; skipped videos are keyed `"<split>:<video_id>"`. `sampling`: `"fps"` or `"labelled"`
+    (default: `"labelled"` for benchmarks with sparse labels, as the zero-shot protocols). Two different split names
+    that hold the same videos (a benchmark without an official split loads every video for every name) are refused;
+    the same name twice is taken as asked.
     """
     spec = resolve_benchmark(benchmark)
+    sampling = sampling_mode(spec, sampling)
+    train_split, test_split = spec.canonical_split(train_split), spec.canonical_split(test_split)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("linear_probe needs at least one seed")
@@ -149,11 +155,13 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
     for fraction in fractions:
         subset_size(fraction, 1)  # validates the range before any decoding
 
-    features, skipped = {}, {}
+    features, skipped, notes = {}, {}, {}
     for split in (train_split, test_split):
-        annotations, split_skipped = load_split(spec, root, split)
+        split_notes = {}
+        annotations, split_skipped = load_split(spec, root, split, split_notes)
+        notes.update({f"{split}:{vid}": remark for vid, remark in split_notes.items()})
         extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size,
-                                           num_workers=num_workers)
+                                           num_workers=num_workers, sampling=sampling)
         split_skipped.update(extracted.skipped)
         usable = []
         for video in extracted.videos:
@@ -166,6 +174,11 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
             raise ValueError(f"benchmark {spec.name!r}: no usable video in split {split!r}: {split_skipped}")
         features[split] = usable
     train, test = features[train_split], features[test_split]
+    shared = {v.video_id for v in train} & {v.video_id for v in test}
+    if shared and train_split != test_split:
+        raise ValueError(f"benchmark {spec.name!r}: splits {train_split!r} and {test_split!r} share "
+                         f"{len(shared)} video(s) (e.g. {sorted(shared)[:3]}); a linear probe needs disjoint splits "
+                         f"(the dataset has no official split?)")
 
     results, records = {}, []
     for fraction in fractions:
@@ -185,7 +198,9 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
         metrics.update({"fraction": fraction, "train_videos": len(runs[0]["train_videos"]),
                         "num_seeds": len(runs), "num_skipped": len(skipped)})
         label = fraction_label(fraction)
-        extra = {"train_split": train_split, "test_split": test_split, "fps": fps, "fraction": fraction,
+        extra = {"train_split": train_split, "test_split": test_split, "sampling": sampling,
+                 "fps": fps if sampling == "fps" else None, "fraction": fraction, "load_notes": notes,
+                 "unlabelled": list(spec.unlabelled),
                  "classifier": f"StandardScaler + LogisticRegression(C={C}, max_iter={max_iter})",
                  "per_seed": runs, "train_pool": len(train), "model": encoder.describe()}
         record = save_record(results_file, encoder, spec.name, f"linear-probe-{label}", metrics, None, skipped, extra)

@@ -2,9 +2,19 @@
 
 Both follow the SurgVLP/PeskaVLP frame-level protocol that OphCLIP's predecessors publish (`tests/zero_shot.py`):
 frames sampled at 1 fps from each test video, each frame embedded on its own, compared with class text embeddings.
-Differences, all deliberate: every prompt of a class is embedded and averaged (open_clip's template ensembling; a
-single-sentence prompt file reproduces SurgVLP exactly), the class embeddings are computed once per benchmark (not
-once per video), and unusable videos are listed instead of crashing or counting as zeros.
+
+Prompts (`prompts`): `"sentence"` embeds one sentence per class, as SurgVLP/HecVL/PeskaVLP do — the default of the
+real benchmarks, so their numbers compare with the published ones; `"ensemble"` embeds every sentence and template of
+a class and averages them (open_clip's template ensembling) — the default of the synthetic OphVL-mini benchmarks.
+`None` takes the benchmark's `prompt_mode`. The mode is recorded (`extra["prompt_mode"]`, and the prompts hash covers
+the texts); a mode other than the benchmark's default is also named in the protocol (`zero-shot-ensemble`), so both
+can sit on one leaderboard.
+
+Frames (`sampling`): `"fps"` (1 fps) by default; `"labelled"` scores exactly the labelled frames, the default of
+benchmarks with sparse labels (CaDIS, the Cataract-1K segmentation frames). Other deliberate differences: the class
+embeddings are computed once per benchmark (not once per video), and unusable videos are listed instead of crashing
+or counting as zeros; loader notes (e.g. Cataract-1K frame numbers that disagree with seconds) are recorded in
+`extra["load_notes"]`.
 """
 
 import hashlib
@@ -13,15 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry import IGNORE_INDEX
+from ..spec import IGNORE_INDEX
 from .common import (
     DEFAULT_RESULTS_FILE,
+    benchmark_extra,
     class_embeddings,
     instrument_metrics,
     load_split,
     phase_metrics,
     prompt_embeddings,
+    prompt_mode,
+    protocol_name,
     resolve_benchmark,
+    sampling_mode,
     save_record,
     scalar_metrics,
     sigmoid,
@@ -54,7 +68,8 @@ def smooth_probabilities(probs: np.ndarray, window: int) -> np.ndarray:
 
 def zero_shot_phase(encoder, benchmark, root, split: str = "test", *, fps: float = 1.0, batch_size: int = 32,
                     num_workers: int = 0, smooth_window: int = 0, plots_dir=None,
-                    results_file=DEFAULT_RESULTS_FILE) -> dict:
+                    results_file=DEFAULT_RESULTS_FILE, prompts: str | None = None,
+                    sampling: str | None = None) -> dict:
     """Zero-shot phase recognition: every sampled frame gets `argmax_c softmax(s * cos(frame, class_c))`, with `s`
     the model's logit scale and class embeddings from all prompts of a class (averaged, re-normalised).
 
@@ -64,14 +79,19 @@ def zero_shot_phase(encoder, benchmark, root, split: str = "test", *, fps: float
     `f1_smoothed`, ...); the unsmoothed numbers are the protocol's result. With `plots_dir`, one phase-timeline PNG per
     video and a confusion matrix PNG (row-normalised) are written.
 
+    `prompts` and `sampling`: see the module docstring (`None`: the benchmark's defaults).
+
     Returns a dict with `metrics`, `per_video`, `skipped` (`{video_id: reason}`), `plots`, `predictions` (per video,
-    at the sampled frames), `prompts_hash` and the appended `record` (`results_file=None`: none, and `record` is
-    None).
+    at the sampled frames), `prompts_hash`, `prompt_mode`, `load_notes` and the appended `record`
+    (`results_file=None`: none, and `record` is None).
     """
     spec = resolve_benchmark(benchmark, "phase")
-    class_embeds = class_embeddings(encoder, spec)  # first: a class without prompts fails before any decoding
-    annotations, skipped = load_split(spec, root, split)
-    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers)
+    mode, sampling = prompt_mode(spec, prompts), sampling_mode(spec, sampling)
+    class_embeds = class_embeddings(encoder, spec, mode)  # first: a class without prompts fails before any decoding
+    notes = {}
+    annotations, skipped = load_split(spec, root, split, notes)
+    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers,
+                                       sampling=sampling)
     skipped.update(extracted.skipped)
 
     scale = encoder.logit_scale
@@ -104,13 +124,16 @@ def zero_shot_phase(encoder, benchmark, root, split: str = "test", *, fps: float
         plots = _phase_plots(Path(plots_dir), spec, ids, predictions, references,
                              smoothed if smooth_window and smooth_window > 1 else None, fps)
 
-    extra = {"split": split, "fps": fps, "smooth_window": smooth_window, "logit_scale": scale,
-             "per_video": per_video, "model": encoder.describe(), "seconds": round(extracted.seconds, 2)}
-    prompts_hash = spec.prompts_hash()
-    record = save_record(results_file, encoder, spec.name, "zero-shot", metrics, prompts_hash, skipped, extra)
-    return {"benchmark": spec.name, "protocol": "zero-shot", "split": split, "model_id": encoder.model_id,
+    extra = {**benchmark_extra(spec, split, sampling, fps, notes), "prompt_mode": mode,
+             "smooth_window": smooth_window, "logit_scale": scale, "per_video": per_video,
+             "model": encoder.describe(), "seconds": round(extracted.seconds, 2)}
+    prompts_hash = spec.prompts_hash(mode)
+    protocol = protocol_name("zero-shot", spec, mode)
+    record = save_record(results_file, encoder, spec.name, protocol, metrics, prompts_hash, skipped, extra)
+    return {"benchmark": spec.name, "protocol": protocol, "split": split, "model_id": encoder.model_id,
             "metrics": metrics, "per_video": per_video, "skipped": skipped, "plots": [str(p) for p in plots],
-            "predictions": dict(zip(ids, predictions)), "prompts_hash": prompts_hash, "record": record}
+            "predictions": dict(zip(ids, predictions)), "prompts_hash": prompts_hash, "prompt_mode": mode,
+            "load_notes": notes, "record": record}
 
 
 def _phase_plots(folder: Path, spec, ids, predictions, references, smoothed, fps) -> list[Path]:
@@ -158,7 +181,8 @@ def instrument_probabilities(features: np.ndarray, positive: np.ndarray, negativ
 
 def zero_shot_instruments(encoder, benchmark, root, split: str = "test", *, fps: float = 1.0,
                           rule: str = "prompt-pair", negative_templates=NEGATIVE_TEMPLATES, threshold: float = 0.5,
-                          batch_size: int = 32, num_workers: int = 0, results_file=DEFAULT_RESULTS_FILE) -> dict:
+                          batch_size: int = 32, num_workers: int = 0, results_file=DEFAULT_RESULTS_FILE,
+                          prompts: str | None = None, sampling: str | None = None) -> dict:
     """Zero-shot multi-instrument recognition: an independent presence probability per instrument and frame.
 
     Decision rules (`rule`), with `x` the normalised frame embedding, `t_c` the class embedding (all prompts of
@@ -176,18 +200,22 @@ def zero_shot_instruments(encoder, benchmark, root, split: str = "test", *, fps:
       reaches an FPR of 100% under it.
 
     Scored with `multilabel_instruments`: mAP over classes (threshold-free) and the false-positive rate at
-    `threshold` (0.5). Unknown labels (NaN, e.g. CATARACTS' 0.5) are excluded cell by cell.
+    `threshold` (0.5). Unknown labels (NaN, e.g. CATARACTS' 0.5) are excluded cell by cell. `prompts` and
+    `sampling`: see the module docstring (the negative prompts are the templates whatever the mode).
     """
     spec = resolve_benchmark(benchmark, "instruments")
     if rule not in INSTRUMENT_RULES:
         raise ValueError(f"unknown instrument decision rule {rule!r}; choose one of {INSTRUMENT_RULES}")
-    positive = class_embeddings(encoder, spec)
+    mode, sampling = prompt_mode(spec, prompts), sampling_mode(spec, sampling)
+    positive = class_embeddings(encoder, spec, mode)
     negative, negatives = None, None
     if rule == "prompt-pair":
         negatives = negative_texts(spec.classes, negative_templates)
         negative = prompt_embeddings(encoder, negatives)
-    annotations, skipped = load_split(spec, root, split)
-    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers)
+    notes = {}
+    annotations, skipped = load_split(spec, root, split, notes)
+    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers,
+                                       sampling=sampling)
     skipped.update(extracted.skipped)
 
     scale = encoder.logit_scale
@@ -206,25 +234,28 @@ def zero_shot_instruments(encoder, benchmark, root, split: str = "test", *, fps:
     results = instrument_metrics(np.concatenate(scores), np.concatenate(labels), spec.classes, threshold)
     metrics = scalar_metrics(results)
     metrics.update({"num_videos": len(used), "num_skipped": len(skipped)})
-    protocol = "zero-shot" if rule == "prompt-pair" else f"zero-shot-{rule}"
-    extra = {"split": split, "fps": fps, "rule": rule, "threshold": threshold, "logit_scale": scale,
+    protocol = protocol_name("zero-shot" if rule == "prompt-pair" else f"zero-shot-{rule}", spec, mode)
+    extra = {**benchmark_extra(spec, split, sampling, fps, notes), "prompt_mode": mode,
+             "rule": rule, "threshold": threshold, "logit_scale": scale,
              "negative_templates": list(negative_templates) if negatives else None,
              "per_class_AP": results["per_class_AP"], "per_class_FPR": results["per_class_FPR"],
              "classes_without_positives": results["classes_without_positives"],
              "classes_without_negatives": results["classes_without_negatives"],
              "videos": used, "model": encoder.describe(), "seconds": round(extracted.seconds, 2)}
-    prompts_hash = _prompts_hash(spec, negatives)
+    prompts_hash = _prompts_hash(spec, negatives, mode)
     record = save_record(results_file, encoder, spec.name, protocol, metrics, prompts_hash, skipped, extra)
     return {"benchmark": spec.name, "protocol": protocol, "split": split, "model_id": encoder.model_id,
             "metrics": metrics, "per_class_AP": results["per_class_AP"], "per_class_FPR": results["per_class_FPR"],
-            "skipped": skipped, "prompts_hash": prompts_hash, "record": record}
+            "skipped": skipped, "prompts_hash": prompts_hash, "prompt_mode": mode, "load_notes": notes,
+            "record": record}
 
 
-def _prompts_hash(spec, negatives: dict | None) -> str:
-    """The benchmark's prompt hash, extended with the negative prompts when the rule uses them."""
+def _prompts_hash(spec, negatives: dict | None, mode: str | None = None) -> str:
+    """The benchmark's prompt hash (of `mode`), extended with the negative prompts when the rule uses them."""
     if not negatives:
-        return spec.prompts_hash()
-    text = json.dumps({"positive": spec.class_texts(), "negative": negatives}, sort_keys=True, ensure_ascii=False)
+        return spec.prompts_hash(mode)
+    text = json.dumps({"positive": spec.class_texts(mode), "negative": negatives}, sort_keys=True,
+                      ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
