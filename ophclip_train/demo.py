@@ -52,7 +52,7 @@ TRAINING_OPTIONS = {
     "model_config": "tiny",
     "image_size": 64,
     "num_frames": 4,
-    "max_text_length": 64,
+    "max_text_length": 160,  # a title summary is up to ~130 tokens; its disease cause comes after ~80
     "clip_batch_size": 32,
     "video_batch_size": 8,
     "bank_batch_size": 20,
