@@ -7,6 +7,13 @@ SRC holds videos (any folder depth) and, optionally, for `case.mp4`: a transcrip
 `titles.csv` table. OUT receives WebDataset shards (`data/clips`, `data/videos`, `data/silent`) and a dataset card
 (`README.md`) that `datasets.load_dataset(OUT, "clips", streaming=True)` and `datasets_ophvl.load_ophvl` read.
 
+Before any video is processed, every model a stage will load is looked for: a local folder, or the Hugging Face
+cache for a Hub id (then loaded from there, without the network). Whisper is looked for only when some video has
+audio and no usable transcript. A model that is not there stops the build at once with one line saying what to do
+(download it, `--set STAGE.FIELD=PATH`, or `--skip-stage STAGE`); with `HF_HUB_OFFLINE=1` nothing goes to the
+network, otherwise the Hub is asked once, briefly, whether it has the model. A build that stops before it built
+anything (a missing model, a bad option) leaves nothing that a rerun with other options must `--overwrite`.
+
 Every video goes through the curation stages of `datasets_ophvl.curation` (probe, ASR for videos without a
 transcript, sentence splitting, silent detection, narrative filter, term denoising, clip segmentation, optional LLM
 rewriting, title summary, re-encoding, shard writing). Any stage can be skipped (`--skip-stage`) or the list given
@@ -23,6 +30,10 @@ types, non-finite times, no permission) is treated as missing; a sub-folder that
 titles table or info.json that cannot be read is left out; a video that cannot be read (`permission denied`), that
 probing refuses (frames above `probe.max_pixels`, among others) or that a stage fails on is skipped. Each is logged
 with its path, counted by reason in the report and the dataset card, and named under `problems` in the report.
+
+At the end a summary table shows the videos kept (narrated, silent), the hours, the clips, and what was skipped by
+reason with the first file names (`--json` prints the report instead); `OUT/.ophvl-build/report.json` holds every
+count and every name (`skipped_files`).
 """
 
 import argparse
@@ -89,10 +100,9 @@ def _is_build_file(path: Path) -> bool:
             or bool(re.fullmatch(r"part-\d{5,}\.tar(\.tmp)?", name)))
 
 
-def remove_build_output(out: Path) -> None:
-    """What `--overwrite` removes: the files a build writes (shards and parts in `data/<subset>/`, the build's
-    bookkeeping in `.ophvl-build/`, a `README.md` that is an OphVL dataset card) and the folders they leave empty.
-    Anything else in OUT stays. A `README.md` that is not an OphVL card is refused rather than replaced."""
+def check_removable(out: Path) -> None:
+    """Refuse an OUT that `--overwrite` must not clean: a `README.md` that is not an OphVL card, links where the
+    build's folders are. Removes nothing."""
     from .card import is_ophvl_card
 
     readme = out / "README.md"
@@ -103,6 +113,14 @@ def remove_build_output(out: Path) -> None:
     for folder in [out / "data" / subset for subset in SUBSETS] + [out / "data", out / STATE_DIR]:
         if folder.is_symlink():
             raise BuildError(f"{folder} is a link; expected a folder the build made (--overwrite removes files there)")
+
+
+def remove_build_output(out: Path) -> None:
+    """What `--overwrite` removes: the files a build writes (shards and parts in `data/<subset>/`, the build's
+    bookkeeping in `.ophvl-build/`, a `README.md` that is an OphVL dataset card) and the folders they leave empty.
+    Anything else in OUT stays. A `README.md` that is not an OphVL card is refused rather than replaced."""
+    check_removable(out)
+    readme = out / "README.md"
     for subset in SUBSETS:
         folder = out / "data" / subset
         if folder.is_dir():
@@ -119,24 +137,131 @@ def remove_build_output(out: Path) -> None:
         readme.unlink()
 
 
-def prepare_output(out: Path, config: dict, overwrite: bool) -> BuildState:
-    """Check OUT (refuse a finished build, a foreign folder, or other settings, unless `overwrite`) and return its state."""
+def nothing_built(state: BuildState) -> bool:
+    """Whether an unfinished build in `state.out` stopped before it built anything: no video recorded in its progress
+    log (`state.load()` first) and no tar part or shard recorded in a subset's manifest. Such a build (a failed
+    start) may be started again with other stages or settings."""
+    if state.videos:
+        return False
+    for subset in SUBSETS:
+        manifest = state.out / "data" / subset / MANIFEST
+        if manifest.exists():
+            try:
+                recorded = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                return False
+            if not isinstance(recorded, dict) or recorded.get("parts") or recorded.get("shards"):
+                return False
+    return True
+
+
+def check_output(out: Path, config: dict, overwrite: bool) -> BuildState:
+    """Check OUT without writing anything: refuse a finished build, a foreign folder, or an unfinished build with
+    other settings that already built something, unless `overwrite`. Returns its state, with the videos finished so
+    far loaded (none when `overwrite`: the old build will be removed)."""
     state = BuildState(out)
     finished = state.finalized or (not state.exists and (out / "README.md").exists() and (out / "data").exists())
     if overwrite:
-        remove_build_output(out)  # only what a build writes; anything else the user keeps in OUT stays
-    elif finished:
+        check_removable(out)
+        return state
+    if finished:
         raise BuildError(f"{out} holds a finished OphVL dataset; pass --overwrite to rebuild it")
-    elif out.exists() and any(out.iterdir()) and not state.exists:
+    if out.exists() and any(out.iterdir()) and not state.exists:
         raise BuildError(f"{out} is not empty and holds no unfinished build; choose an empty folder or pass --overwrite")
-    elif state.exists and state.saved_config() not in (None, config):
-        raise BuildError(
-            f"{out} holds an unfinished build with other stages or settings; rerun it with the same options "
-            "or pass --overwrite to start over"
-        )
+    state.load()
+    if state.exists and state.saved_config() not in (None, config):
+        if not nothing_built(state):
+            raise BuildError(
+                f"{out} holds an unfinished build with other stages or settings; rerun it with the same options "
+                "or pass --overwrite to start over"
+            )
+        logger.info("%s holds a build that stopped before building anything; starting it with these settings", out)
+    return state
+
+
+def start_output(out: Path, config: dict, overwrite: bool) -> BuildState:
+    """The first writes of a build, once every check has passed: remove the old build (`overwrite`), create OUT and
+    its bookkeeping."""
+    if overwrite:
+        remove_build_output(out)  # only what a build writes; anything else the user keeps in OUT stays
     out.mkdir(parents=True, exist_ok=True)
+    state = BuildState(out)
     state.start(config)
     return state
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models, before any video
+
+
+# What the error says to do when a stage's model is not available: `(flag, how to do without it)`.
+MODEL_REMEDIES = {
+    ("asr", "model"): ("--asr-model", "--skip-stage asr (videos without a transcript are then built as silent videos)"),
+    ("denoise", "fill_mask_model"): (
+        "--fill-mask-model", "--set denoise.fill_mask_model=none (the lexicon rules alone correct terms)"),
+    ("rewrite", "model"): ("--llm-model", "--skip-stage rewrite"),
+}
+
+
+def _has_audio_and_video(path: Path) -> bool:
+    """Whether the container has a video and an audio stream (headers only; False when it cannot be opened)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video) and bool(container.streams.audio)
+    except Exception:  # noqa: BLE001 - the probe stage reports files it cannot open
+        return False
+
+
+def asr_candidates(sources) -> tuple[int, Source | None]:
+    """How many of `sources` come without a usable transcript, and the first of them with an audio track (the
+    ones the `asr` stage would transcribe), or None when no video needs it."""
+    without = []
+    for source in sources:
+        if source.transcript is not None:
+            try:
+                read_transcript(source.transcript)
+                continue
+            except Exception:  # noqa: BLE001 - an unreadable transcript is treated as missing (see make_item)
+                pass
+        without.append(source)
+    return len(without), next((s for s in without if _has_audio_and_video(s.path)), None)
+
+
+def check_models(stages, todo, src: Path) -> None:
+    """Before any video is processed: find every model that a stage will load for the videos in `todo` (locally or
+    in the Hugging Face cache; one quick Hub request at most when online, none under `HF_HUB_OFFLINE`) and tell each
+    stage where it is. Raises `StageSetupError`, one line saying what to do, for the first that is not available."""
+    from .curation.models import ModelUnavailable, locate_model, looks_like_repo_id
+
+    if not todo:
+        return
+    for stage in stages:
+        needs = stage.models() if hasattr(stage, "models") else []
+        if not needs:
+            continue
+        because = ""
+        if stage.name == "asr":
+            count, first = asr_candidates(todo)
+            if first is None:
+                continue  # every video has a transcript (or no audio): Whisper is never loaded
+            because = (f" for {count} media file{'s' if count != 1 else ''} without a transcript, e.g. "
+                       f"{_relative(first.path, src)}")
+        for field, task in needs:
+            model = getattr(stage.settings, field)
+            try:
+                found = locate_model(model, task)
+                if isinstance(getattr(stage, "model_folders", None), dict):
+                    stage.model_folders[field] = found
+            except ModelUnavailable as error:
+                flag, skip = MODEL_REMEDIES.get((stage.name, field), (None, f"--skip-stage {stage.name}"))
+                download = f"download it first (hf download {model}), " if looks_like_repo_id(model) else ""
+                local = f"--set {stage.name}.{field}=PATH" + (f" (or {flag} PATH)" if flag else "")
+                raise StageSetupError(
+                    f"stage {stage.name} needs the {task} model {model!r}{because}, but {error}; {download}"
+                    f"give a local model folder with {local}, or pass {skip}"
+                ) from None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -265,6 +390,82 @@ def summarize(state: BuildState, source_problems=()) -> tuple[dict, dict, list[s
     return stats, dict(sorted(skipped.items())), problems
 
 
+def _relative(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` (posix), or as given when it lies elsewhere."""
+    try:
+        return Path(path).relative_to(root).as_posix() if root is not None else str(path)
+    except ValueError:
+        return str(path)
+
+
+def skipped_files(state: BuildState, source_problems=(), sources=(), src: Path | None = None) -> dict[str, list[str]]:
+    """`{reason: [file, ...]}` for every reason in the skip counts that names whole files: skipped videos (the video
+    file), transcripts treated as missing (the transcript file) and what discovery could not read. Paths are relative
+    to `src`; a video recorded by an earlier run whose file is gone is named by its id."""
+    by_id = {source.video_id: source for source in sources}
+    files_by_id = {video_id: path for path, (video_id, _) in state.saved_sources().items()}
+    files: dict[str, list[str]] = {}
+    for video_id, entry in state.videos.items():
+        source = by_id.get(video_id)
+        video = _relative(source.path, src) if source else files_by_id.get(video_id, video_id)
+        if entry["status"] == "skipped":
+            files.setdefault(f"video skipped, {entry['reason']}", []).append(video)
+        for reason in entry.get("counts", {}):
+            if reason.startswith("transcript: "):
+                transcript = source.transcript if source is not None else None
+                files.setdefault(reason, []).append(_relative(transcript, src) if transcript else f"{video} (transcript)")
+    for problem in source_problems:
+        files.setdefault(f"source: {problem.reason}", []).append(_relative(problem.path, src))
+    return {reason: sorted(names) for reason, names in sorted(files.items())}
+
+
+def _hours(hours: float) -> str:
+    seconds = round(hours * 3600)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} (h:mm:ss)"
+
+
+def summary_table(report: dict, out=None, shown: int = 3) -> str:
+    """The end-of-build summary a person reads: videos kept, skipped by reason with the first `shown` file names
+    (then how many more), clips, hours. The numbers are the report's (`report.json` holds every name)."""
+    stats, skipped, files = report["stats"], report["skipped"], report.get("skipped_files", {})
+    subsets = report.get("subsets") or {}
+    rows: list[tuple[str, str, str]] = []
+
+    def names(reason: str) -> str:
+        listed = files.get(reason, [])
+        more = len(listed) - shown
+        return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")
+
+    rows.append(("videos kept", str(stats["videos kept"]),
+                 f"{stats['narrated videos']} narrated, {stats['silent videos']} silent"))
+    rows.append(("hours kept", f"{stats['hours kept']:.2f}", _hours(stats["hours kept"])))
+    rows.append(("clips", str(stats["clips"]), f"mean {stats['mean clip seconds']:.1f} s" if stats["clips"] else ""))
+    if subsets:
+        rows.append(("samples written", str(sum(s["samples"] for s in subsets.values())),
+                     ", ".join(f"{name} {s['samples']} in {s['shards']} shard{'s' if s['shards'] != 1 else ''}"
+                               for name, s in subsets.items())))
+    video_reasons = [r for r in skipped if r.startswith("video skipped, ")]
+    rows.append(("videos skipped", str(stats["videos skipped"]), "by reason:" if video_reasons else ""))
+    for reason in video_reasons:
+        rows.append(("  " + reason[len("video skipped, "):], str(skipped[reason]), names(reason)))
+    file_reasons = [r for r in skipped if r in files and not r.startswith("video skipped, ")]
+    if file_reasons:
+        rows.append(("files left out", str(sum(skipped[r] for r in file_reasons)), "the video itself is built"))
+        for reason in file_reasons:
+            rows.append(("  " + reason, str(skipped[reason]), names(reason)))
+    other = sum(count for reason, count in skipped.items() if reason not in video_reasons and reason not in files)
+    if other:
+        rows.append(("other drops", str(other), "sentences, segments, clips: by reason in the report"))
+    width = max(len(what) for what, _, _ in rows)
+    digits = max(len(count) for _, count, _ in [*rows, ("", "count", "")])
+    title = f"OphVL build summary{f' ({out})' if out else ''}"
+    lines = [title, f"{'':<{width}}  {'count':>{digits}}  files / details", "-" * (width + digits + 20)]
+    lines += [f"{what:<{width}}  {count:>{digits}}  {note}".rstrip() for what, count, note in rows]
+    if out:
+        lines.append(f"every count and name: {Path(out) / STATE_DIR / 'report.json'}")
+    return "\n".join(lines)
+
+
 def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1, pretty_name: str | None = None,
           license: str = "other", progress: bool = True, fail_fast: bool = False) -> dict:
     """Build an OphVL dataset in `out` from the media under `src` with `stages` (instances, in pipeline order).
@@ -290,23 +491,26 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
         raise BuildError(f"{src} holds no media files: expected videos ending in {', '.join(VIDEO_SUFFIXES)} "
                          f"(searched in all sub-folders except hidden ones){unread}")
     config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
-    state = prepare_output(out, config, overwrite)
+    # Everything that can refuse the build runs before OUT is written: a failed start leaves OUT as it was.
+    state = check_output(out, config, overwrite)
 
+    # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
+    assigned = state.saved_sources() if not overwrite else {}
+    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys(),
+                       problems=source_problems)
+    todo = [source for source in sources if source.video_id not in state]
+    check_models(stages, todo, src)
+
+    state = start_output(out, config, overwrite)
     write = next((stage for stage in stages if stage.name == "write"), None)
     if write is not None:
         write.open(out)
     for stage in stages:
         if hasattr(stage, "progress"):
             stage.progress = progress
-
-    # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
-    assigned = state.saved_sources()
-    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys(),
-                       problems=source_problems)
     given = {**assigned, **assignments(src, sources)}
-    if given != assigned:
+    if given != state.saved_sources():
         state.save_sources(given)  # before any video is processed: a kill cannot lose them
-    todo = [source for source in sources if source.video_id not in state]
     logger.info("%d media files in %s, %d already done", len(sources), src, len(sources) - len(todo))
     pending: list[dict] = []  # written, but not all in finished parts yet
 
@@ -340,7 +544,8 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
 
     stats, skipped, problems = summarize(state, source_problems)
     subsets = write.finalize(shard_multiple) if write is not None else {}
-    report = {"subsets": subsets, "stats": stats, "skipped": skipped, "problems": problems, "stages": config["stages"]}
+    report = {"subsets": subsets, "stats": stats, "skipped": skipped, "problems": problems, "stages": config["stages"],
+              "skipped_files": skipped_files(state, source_problems, sources, src)}
     if write is not None:
         from .card import write_dataset_card
 
@@ -404,6 +609,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first error in a stage instead of skipping "
                    "and counting the video")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--json", action="store_true", help="print the report's statistics, skip counts, skipped files "
+                   "and problems as JSON instead of the summary table")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log skipped videos, model loading and resume decisions at INFO level")
     return p
@@ -461,7 +668,11 @@ def main(argv=None) -> int:
     except (BuildError, StageSetupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: report[k] for k in ("subsets", "stats", "skipped", "problems") if report[k] != []}, indent=1))
+    if args.json:
+        keys = ("subsets", "stats", "skipped", "skipped_files", "problems")
+        print(json.dumps({k: report[k] for k in keys if report[k] not in ([], {})}, indent=1))
+    else:
+        print(summary_table(report, args.out))
     return 0
 
 

@@ -11,6 +11,7 @@ callables.
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1220,7 +1221,7 @@ def test_unreadable_files_and_folders_are_counted_and_named(tmp_path, monkeypatc
         _deny(denied, monkeypatch)
     out = tmp_path / "out"
     try:
-        code = main(_small_build_args(src, out))
+        code = main(_small_build_args(src, out, "--json"))
     finally:
         for path in denied:
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -1256,3 +1257,224 @@ def test_source_with_only_unreadable_folders_says_so(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{src} holds no media files" in err
     assert f"could not read {src / 'a'}: folder unreadable (permission denied)" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The first hour with your own videos (issue 16): models checked before any video, failed starts, the summary table
+
+
+@pytest.fixture
+def no_hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache and `HF_HUB_OFFLINE=1`; any request to the Hub fails the test."""
+    import huggingface_hub
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def no_request(*args, **kwargs):
+        raise AssertionError("the Hub was asked although HF_HUB_OFFLINE=1")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", no_request)
+    return cache
+
+
+def _user_videos(src: Path) -> Path:
+    """A narrated video with a transcript and one with audio but no transcript (the one ASR would transcribe)."""
+    src.mkdir()
+    write_video(src / "case.mp4", 8, seed=1)
+    (src / "case.vtt").write_text(PHACO_VTT)
+    write_video(src / "talk.mp4", 4, seed=2)
+    return src
+
+
+def _start_args(src, out, *extra) -> list[str]:
+    return [str(src), str(out), "--set", "probe.min_duration=2", "--set", "segment.min_seconds=2", "--no-progress",
+            "--fail-fast", *extra]
+
+
+def test_missing_whisper_fails_before_any_video_and_rerun_needs_no_overwrite(tmp_path, no_hub, capsys):
+    """The quick-start build with a video without transcript and Whisper neither local nor cached: one line saying
+    what to do, before any video is processed and without the network; nothing is left that a rerun with
+    `--skip-stage asr` must `--overwrite`."""
+    from datasets_ophvl.curation import ProbeStage
+
+    src = _user_videos(tmp_path / "src")
+    out = tmp_path / "out"
+    probed = []
+    original = ProbeStage.__call__
+    ProbeStage.__call__ = lambda self, item: probed.append(item.path) or original(self, item)
+    try:
+        capsys.readouterr()
+        assert main(_start_args(src, out)) == 2
+    finally:
+        ProbeStage.__call__ = original
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: stage asr needs the automatic-speech-recognition model "
+                                                   "'openai/whisper-large-v3'")
+    for advice in ("HF_HUB_OFFLINE", "hf download openai/whisper-large-v3", "--set asr.model=PATH", "--asr-model PATH",
+                   "--skip-stage asr", "talk.mp4", str(no_hub)):
+        assert advice in err, advice
+    assert probed == [] and not out.exists()
+
+    assert main(_start_args(src, out, "--skip-stage", "asr")) == 0
+    assert set(read_subsets(out)["silent"]) == {"talk"} and set(read_subsets(out)["videos"]) == {"case"}
+
+
+@pytest.mark.parametrize("flag, model, expected", [
+    ("--asr-model", "missing-folder", ["there is no folder", "--set asr.model=PATH", "--skip-stage asr"]),
+    ("--asr-model", "empty-folder", ["is not a saved automatic-speech-recognition model", "config.json",
+                                     "preprocessor_config.json", "--skip-stage asr"]),
+    ("--fill-mask-model", "ophclip-tests/no-such-bert", [
+        "stage denoise needs the fill-mask model 'ophclip-tests/no-such-bert'", "hf download ophclip-tests/no-such-bert",
+        "--set denoise.fill_mask_model=PATH", "--set denoise.fill_mask_model=none"]),
+    ("--llm-model", "ophclip-tests/no-such-llm", [
+        "stage rewrite needs the text-generation model", "--set rewrite.model=PATH", "--llm-model PATH",
+        "--skip-stage rewrite"]),
+])
+def test_every_model_is_checked_before_the_build_starts(tmp_path, no_hub, capsys, flag, model, expected):
+    src = _user_videos(tmp_path / "src")
+    (tmp_path / "empty-folder").mkdir()
+    if "/" not in model:
+        model = str(tmp_path / model)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(_start_args(src, out, flag, model, *([] if flag == "--asr-model" else ["--skip-stage", "asr"]))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(text in err for text in expected), err
+    assert not out.exists()
+
+
+def test_whisper_is_not_needed_when_every_video_has_a_transcript_or_no_audio(tmp_path, no_hub):
+    """Whisper is looked for only when some video has audio and no usable transcript."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(src / "case.mp4", 8, seed=1)
+    (src / "case.vtt").write_text(PHACO_VTT)
+    write_video(src / "quiet.mp4", 4, audio=False, seed=2)
+    assert main(_start_args(src, tmp_path / "out")) == 0  # the default Whisper is not cached, and not needed
+    report = json.loads((tmp_path / "out" / ".ophvl-build" / "report.json").read_text())
+    assert report["stats"]["transcripts"] == {"vtt": 1, "none (no audio)": 1}
+
+
+def _fake_snapshot(cache: Path, repo_id: str, files) -> Path:
+    """A Hub cache entry for `repo_id` holding empty `files` (the layout huggingface_hub writes)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in files:
+        (snapshot / name).write_text("{}")
+    return snapshot
+
+
+def test_cached_models_load_from_the_cache_folder(tmp_path, no_hub):
+    """A Hub id in the cache resolves to its snapshot folder, which the stage then loads (no network); a partial
+    entry is refused like a missing one."""
+    from datasets_ophvl.build import check_models
+    from datasets_ophvl.curation.models import ModelUnavailable, locate_model
+    from datasets_ophvl.curation.sources import discover
+
+    whisper = _fake_snapshot(no_hub, "org/whisper-tiny", ["config.json", "model.safetensors",
+                                                         "preprocessor_config.json", "vocab.json"])
+    assert locate_model("org/whisper-tiny", "automatic-speech-recognition") == str(whisper)
+    _fake_snapshot(no_hub, "org/half", ["config.json"])
+    with pytest.raises(ModelUnavailable, match=r"nor in the Hugging Face cache .*\(only partly\).*HF_HUB_OFFLINE"):
+        locate_model("org/half", "fill-mask")
+
+    src = _user_videos(tmp_path / "src")
+    stages = build_stages(["probe", "asr"], {"asr": {"model": "org/whisper-tiny"}})
+    check_models(stages, discover(src), src)
+    assert stages[1].model_folders == {"model": str(whisper)} and stages[1].model_source("model") == str(whisper)
+    assert stages[1].config()["model"] == "org/whisper-tiny"  # the card and the resume check keep the id
+
+
+def test_unreachable_hub_is_asked_once_briefly(tmp_path, monkeypatch):
+    """Online but without a connection: one request with a short timeout, then a clear refusal (no retries)."""
+    import huggingface_hub
+
+    from datasets_ophvl.curation.models import ModelUnavailable, locate_model
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls = []
+
+    def unreachable(self, repo_id, **kwargs):
+        calls.append(kwargs.get("timeout"))
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    with pytest.raises(ModelUnavailable, match="cannot be reached to download it"):
+        locate_model("openai/whisper-large-v3", "automatic-speech-recognition")
+    assert len(calls) == 1 and calls[0] is not None and calls[0] <= 10
+
+
+def test_start_that_failed_before_the_first_video_leaves_no_overwrite_to_do(tmp_path, monkeypatch, capsys):
+    """An error after OUT was set up but before any video was recorded (here: opening the writer) does not tie OUT to
+    the failed run's settings; once a video is recorded, other settings are refused as before."""
+    from datasets_ophvl.curation import WriteStage
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(src / "case.mp4", 4, audio=False, seed=1)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(WriteStage, "open", _kill)
+        with pytest.raises(Killed):
+            main(_small_build_args(src, out))
+    assert (out / ".ophvl-build" / "config.json").exists()
+    assert main(_small_build_args(src, out, "--set", "segment.min_seconds=3")) == 0
+    config = json.loads((out / ".ophvl-build" / "config.json").read_text())
+    assert config["stages"]["segment"]["min_seconds"] == 3.0
+    # Killed after the first video was recorded: the settings are tied to OUT.
+    out2 = tmp_path / "out2"
+    with monkeypatch.context() as patch:
+        patch.setattr(WriteStage, "finalize", _kill)
+        with pytest.raises(Killed):
+            main(_small_build_args(src, out2))
+    capsys.readouterr()
+    assert main(_small_build_args(src, out2, "--set", "segment.min_seconds=3")) == 2
+    assert "holds an unfinished build with other stages or settings" in capsys.readouterr().err
+
+
+def test_build_prints_a_summary_table_naming_skipped_files(tmp_path, capsys):
+    """The end of a build: videos kept, skipped by reason with the first file names then a count, files left out,
+    clips, hours; the numbers are the report's, and report.json names every file."""
+    src = tmp_path / "src"
+    (src / "day2").mkdir(parents=True)
+    write_video(src / "case.mp4", 8, seed=1)
+    (src / "case.vtt").write_text(PHACO_VTT)
+    write_video(src / "quiet.mp4", 4, audio=False, seed=2)
+    write_video(src / "bad_json.mp4", 3, audio=False, seed=3)
+    (src / "bad_json.json").write_text('{"chunks": [{"timestamp": 5, "text": "x"}]}')
+    broken = ["a_broken.mp4", "b_broken.mp4", "c_broken.mp4", "day2/d_broken.mp4"]
+    for name in broken:
+        (src / name).write_bytes(np.random.default_rng(len(name)).bytes(2048))
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(_small_build_args(src, out)) == 0
+    table = capsys.readouterr().out
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    unreadable = "video skipped, probe: unreadable (not a media file PyAV can open)"
+    transcript = "transcript: unreadable transcript file (treated as missing)"
+    assert report["skipped_files"] == {unreadable: broken, transcript: ["bad_json.json"]}
+    assert report["stats"]["videos kept"] == 3 and report["stats"]["videos skipped"] == 4
+
+    rows = {re.split(r"\s{2,}", line.strip())[0]: line for line in table.splitlines()}
+    assert rows["videos kept"].split()[2:5] == ["3", "1", "narrated,"] and "2 silent" in rows["videos kept"]
+    assert rows["videos skipped"].split()[2] == "4"
+    reason = "probe: unreadable (not a media file PyAV can open)"
+    assert rows[reason].split(reason)[1].split() == ["4", "a_broken.mp4,", "b_broken.mp4,", "c_broken.mp4", "and",
+                                                     "1", "more"]
+    assert transcript in table and "bad_json.json" in rows[transcript]
+    assert rows["clips"].split()[1] == str(report["stats"]["clips"])
+    assert rows["hours kept"].split()[2] == f"{report['stats']['hours kept']:.2f}" and "0:00:15" in rows["hours kept"]
+    assert str(out / ".ophvl-build" / "report.json") in table
+    # --json prints the report's numbers and names instead.
+    assert main(_small_build_args(src, tmp_path / "out2", "--json")) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["skipped_files"] == report["skipped_files"] and printed["stats"] == report["stats"]

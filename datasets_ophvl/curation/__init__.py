@@ -17,6 +17,8 @@ Stages run in this order (`STAGE_ORDER`); each is a class with a `Settings` data
 | `write` | stores samples in resumable, atomic tar shards |
 
 `build_stages` makes them from names and `STAGE.FIELD=VALUE` options; `datasets_ophvl.build` runs them.
+Before a build processes any video, `models.locate_model` finds each model a stage will load (`stage.models()`),
+locally or in the Hugging Face cache, and tells the stage where it is (`stage.model_folders`).
 """
 
 import dataclasses

@@ -98,9 +98,14 @@ class AsrStage(BaseStage):
     def loaded(self) -> bool:
         return self._transcribe is not None
 
+    def models(self) -> list[tuple[str, str]]:
+        return [] if self.loaded else [("model", "automatic-speech-recognition")]
+
     def _load(self):
         s = self.settings
-        return load_pipeline("automatic-speech-recognition", s.model, s.device, s.dtype, gpu_default="float16")
+        return load_pipeline("automatic-speech-recognition", self.model_source("model"), s.device, s.dtype,
+                             gpu_default="float16", hint="pass --set asr.model=PATH (a local Whisper folder) or "
+                             "--skip-stage asr")
 
     def __call__(self, item: VideoItem):
         if item.segments is not None:

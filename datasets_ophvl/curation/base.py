@@ -168,6 +168,17 @@ class BaseStage:
     def __init__(self, settings=None, **overrides):
         settings = settings if settings is not None else self.Settings()
         self.settings = dataclasses.replace(settings, **overrides) if overrides else settings
+        # `{settings field: folder}`: where the build found a model named by that field (a local copy of a Hub id).
+        self.model_folders: dict[str, str] = {}
+
+    def models(self) -> list[tuple[str, str]]:
+        """`(settings field, pipeline task)` of each model this stage would load (none when a callable was injected
+        or no model is set): the build checks they are available before it processes any video."""
+        return []
+
+    def model_source(self, field: str) -> str:
+        """Where to load the model of settings `field` from: the folder the build found, else the setting."""
+        return self.model_folders.get(field) or getattr(self.settings, field)
 
     def config(self) -> dict:
         """The settings as plain JSON values (for the dataset card and the resume check)."""
@@ -209,9 +220,11 @@ def torch_dtype(name: str, device: str, gpu_default: str):
     return dtype
 
 
-def load_pipeline(task: str, model: str, device: str | None, dtype: str | None = None, gpu_default: str = "float16"):
+def load_pipeline(task: str, model: str, device: str | None, dtype: str | None = None, gpu_default: str = "float16",
+                  hint: str = ""):
     """A transformers `pipeline(task, model)` on `device` (default: the first GPU, else the CPU), loaded when a stage
-    first needs it; any failure becomes a `StageSetupError` naming the model, which stops the build."""
+    first needs it; any failure becomes a one-line `StageSetupError` naming the model (and `hint`, what to do),
+    which stops the build."""
     try:
         from transformers import pipeline
 
@@ -220,7 +233,9 @@ def load_pipeline(task: str, model: str, device: str | None, dtype: str | None =
         logging.getLogger(__name__).info("loading %s model %s on %s", task, model, device)
         return pipeline(task, model=model, device=device, **kwargs)
     except Exception as error:  # noqa: BLE001 - any failure here stops the build with a clear message
-        raise StageSetupError(f"cannot load the {task} model {model!r}: {error}") from error
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        raise StageSetupError(f"cannot load the {task} model {model!r}: {detail}" + (f"; {hint}" if hint else "")) \
+            from error
 
 
 def setting(default, help: str):

@@ -50,8 +50,15 @@ class DenoiseStage(BaseStage):
     def uses_model(self) -> bool:
         return self._fill_mask is not None or bool(self.settings.fill_mask_model)
 
+    def models(self) -> list[tuple[str, str]]:
+        if self._fill_mask is not None or not self.settings.fill_mask_model:
+            return []
+        return [("fill_mask_model", "fill-mask")]
+
     def _load(self):
-        return load_pipeline("fill-mask", self.settings.fill_mask_model, self.settings.device)
+        return load_pipeline("fill-mask", self.model_source("fill_mask_model"), self.settings.device,
+                             hint="pass --set denoise.fill_mask_model=PATH (a local folder) or "
+                             "--set denoise.fill_mask_model=none")
 
     def _score(self, masked: str, word: str) -> float:
         results = self._fill_mask(masked, targets=[word])

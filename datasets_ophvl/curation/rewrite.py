@@ -110,9 +110,13 @@ class RewriteStage(BaseStage):
         self.calls = 0
         self.errors = 0
 
+    def models(self) -> list[tuple[str, str]]:
+        return [] if self._generate is not None else [("model", "text-generation")]
+
     def _load(self):
         s = self.settings
-        pipe = load_pipeline("text-generation", s.model, s.device, s.dtype, gpu_default="bfloat16")
+        pipe = load_pipeline("text-generation", self.model_source("model"), s.device, s.dtype, gpu_default="bfloat16",
+                             hint="pass --set rewrite.model=PATH (a local folder) or --skip-stage rewrite")
         if pipe.tokenizer is not None and pipe.tokenizer.pad_token_id is None:
             pipe.tokenizer.pad_token = pipe.tokenizer.eos_token  # batched generation needs a pad token
         return pipe

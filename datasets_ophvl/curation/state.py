@@ -1,7 +1,9 @@
 """The build's own bookkeeping inside OUT (`OUT/.ophvl-build/`), which makes a killed build resumable.
 
 - `config.json`: the stages and their settings the build started with. A rerun with other settings is refused
-  (mixing two configurations in one dataset would go unnoticed otherwise).
+  (mixing two configurations in one dataset would go unnoticed otherwise), unless nothing was built yet: a build
+  that stopped before its first video was recorded and its first part written is started afresh with the new
+  settings.
 - `progress.jsonl`: one line per finished source video: its outcome, counted drops and statistics. A line is added
   only once every sample of the video is in a finished (renamed, recorded) tar part, so a video recorded here
   survives a kill; a video that is not is processed again, and `ShardWriter` skips the samples it already holds. A
@@ -44,23 +46,31 @@ class BuildState:
     def saved_config(self) -> dict | None:
         return json.loads(self.config_path.read_text()) if self.config_path.exists() else None
 
-    def start(self, config: dict) -> None:
-        """Create the folder, record `config` (first run) and load the videos finished so far."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            atomic_write_bytes(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
+    def load(self) -> list[bytes] | None:
+        """Read the videos finished so far (writes nothing). Returns the intact lines when the log has a torn one
+        to drop, else None."""
         self.videos = {}
-        if self.log_path.exists():
-            lines, intact = self.log_path.read_bytes().split(b"\n"), []
-            for line in lines:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # the torn last line of a killed build (or the empty string after the last newline)
-                self.videos[entry["video_id"]] = entry
-                intact.append(line)
-            if len(intact) != len([line for line in lines if line.strip()]):
-                atomic_write_bytes(self.log_path, b"".join(line + b"\n" for line in intact))
+        if not self.log_path.exists():
+            return None
+        lines, intact = self.log_path.read_bytes().split(b"\n"), []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the torn last line of a killed build (or the empty string after the last newline)
+            self.videos[entry["video_id"]] = entry
+            intact.append(line)
+        return intact if len(intact) != len([line for line in lines if line.strip()]) else None
+
+    def start(self, config: dict) -> None:
+        """Create the folder, record `config` (the first run, or one that replaces the settings of a build that
+        built nothing yet; the caller checks that) and load the videos finished so far."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.saved_config() != config:
+            atomic_write_bytes(self.config_path, json.dumps(config, indent=1, sort_keys=True).encode())
+        intact = self.load()
+        if intact is not None:
+            atomic_write_bytes(self.log_path, b"".join(line + b"\n" for line in intact))
 
     def saved_sources(self) -> dict[str, list[str]]:
         """The ids and keys earlier runs gave the source files (`{relative path: [video_id, key]}`)."""
