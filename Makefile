@@ -7,10 +7,15 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= ophclip-demo
 DEMO_ARGS ?=
 
-.PHONY: test demo install install-train bench clean
+.PHONY: test conformance demo install install-train bench clean
 
 test: install
 	$(PY) -m pytest tests
+
+# transformers' own common model/processor tests on OphCLIP (also part of `make test`); the first run fetches the
+# transformers source distribution with pip into ~/.cache/ophclip/conformance (or $$OPHCLIP_CONFORMANCE_CACHE).
+conformance: install
+	$(PY) -m pytest tests/conformance
 
 demo: install-train
 	$(PY) -m ophclip_train.demo --output-dir $(DEMO_DIR) --overwrite $(DEMO_ARGS)

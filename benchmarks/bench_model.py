@@ -390,7 +390,7 @@ def main(argv=None):
         # The full text encoding is slow on CPU (BERT-base on every padded position), so its timed calls also supply
         # the hidden states that the pooling variants are timed on.
         def encode_text(inputs=text_inputs):
-            return model.get_text_features(**inputs)
+            return model.get_text_features(**inputs, output_hidden_states=True)
 
         encode_text(processor(text=prompts[:8]))  # warm-up on a small batch
         encode, encoded = [], None

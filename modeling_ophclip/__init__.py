@@ -14,9 +14,10 @@ from .modeling_ophclip import (
     OphCLIPOutput,
     OphCLIPPreTrainedModel,
     OphCLIPVideoClassifierOutput,
+    set_frozen_batchnorm_to_eval,
 )
-from .processing_ophclip import OphCLIPProcessor
-from .video_processing_ophclip import OphCLIPVideoProcessor
+from .processing_ophclip import OphCLIPProcessor, OphCLIPProcessorKwargs
+from .video_processing_ophclip import OphCLIPVideoProcessor, OphCLIPVideosKwargs
 
 
 # Target names for PEFT/LoRA: the separate q/k/v projections of both towers (BERT text tower, CLIP-ViT vision tower).
@@ -40,8 +41,11 @@ __all__ = [
     "OphCLIPOutput",
     "OphCLIPPreTrainedModel",
     "OphCLIPProcessor",
+    "OphCLIPProcessorKwargs",
     "OphCLIPVideoClassifierOutput",
     "OphCLIPVideoProcessor",
+    "OphCLIPVideosKwargs",
+    "set_frozen_batchnorm_to_eval",
 ]
 
 from . import pipeline_ophclip  # noqa: E402,F401  (registers the "zero-shot-video-classification" pipeline task)

@@ -17,9 +17,17 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_ophclip import OphCLIPConfig
+
+
+try:
+    from transformers.utils.output_capturing import maybe_install_capturing_hooks
+except ImportError:  # a transformers version without lazily installed output-capturing hooks
+    maybe_install_capturing_hooks = None
 
 
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -56,6 +64,40 @@ def masked_mean_pooling(last_hidden_state: torch.Tensor, attention_mask: torch.T
     return torch.einsum("bld,bl->bd", last_hidden_state, mask) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
+def _selected_indices(output_hidden_states) -> list[int] | None:
+    """The hidden-state indices an `output_hidden_states` selection names, or `None` for a plain flag."""
+    if output_hidden_states is None or isinstance(output_hidden_states, bool):
+        return None
+    if isinstance(output_hidden_states, int):
+        return [output_hidden_states]
+    return list(output_hidden_states)
+
+
+def _keep_requested_hidden_states(hidden_states, requested):
+    """Drop the hidden states the caller did not ask for (the SurgVLP pooling captures its last layers regardless)."""
+    if hidden_states is None or not requested:
+        return None
+    selected = _selected_indices(requested)
+    if selected is None:
+        return hidden_states
+    count = len(hidden_states)
+    keep = {index % count for index in selected if -count <= index < count}
+    return tuple(state if index in keep else None for index, state in enumerate(hidden_states))
+
+
+def set_frozen_batchnorm_to_eval(module: nn.Module) -> None:
+    """Put every BatchNorm layer of `module` whose affine parameters are all frozen (`requires_grad=False`) in eval mode.
+
+    Such a layer normalises with its running statistics and does not update them, so a frozen tower does not drift
+    while the rest of the model trains (LoRA, linear probing). BatchNorm layers without parameters are left alone.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
+            parameters = list(layer.parameters(recurse=False))
+            if parameters and not any(parameter.requires_grad for parameter in parameters):
+                layer.eval()
+
+
 @dataclass
 class OphCLIPOutput(ModelOutput):
     r"""
@@ -70,9 +112,9 @@ class OphCLIPOutput(ModelOutput):
     video_embeds (`torch.FloatTensor` of shape `(video_batch_size, projection_dim)`):
         L2-normalised video embeddings.
     text_model_output (`BaseModelOutputWithPooling`):
-        Output of [`OphCLIPModel.get_text_features`].
+        Output of [`OphCLIPModel.get_text_features`] (hidden states and attentions of the text tower when asked for).
     vision_model_output (`BaseModelOutputWithPooling`):
-        Output of [`OphCLIPModel.get_video_features`].
+        Output of [`OphCLIPModel.get_video_features`] (per-video `(batch_size, num_frames, ...)` tensors).
     """
 
     loss: torch.FloatTensor | None = None
@@ -84,10 +126,7 @@ class OphCLIPOutput(ModelOutput):
     vision_model_output: BaseModelOutputWithPooling | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(
-            self[k] if k not in ("text_model_output", "vision_model_output") else getattr(self, k).to_tuple()
-            for k in self.keys()
-        )
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 @dataclass
@@ -99,14 +138,23 @@ class OphCLIPVideoClassifierOutput(ModelOutput):
         Classification scores.
     video_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
         The un-normalised video embeddings the classifier reads.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        The vision tower's hidden states, one row per frame: `(batch_size * num_frames, ...)` each, row
+        `i * num_frames + t` for frame `t` of video `i` (see [`~OphCLIPModel.get_video_features`]).
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True` and the tower has
+        attention layers):
+        The vision tower's attention weights, `(batch_size * num_frames, num_heads, seq_len, seq_len)` each.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     video_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _check_video_inputs(pixel_values_videos: torch.Tensor, frame_mask: torch.Tensor | None, num_channels: int):
+    """Shape checks (free: no tensor values are read) and, where that costs no device sync, the frame-mask values."""
     if not isinstance(pixel_values_videos, torch.Tensor) or pixel_values_videos.dim() != 5:
         shape = tuple(pixel_values_videos.shape) if isinstance(pixel_values_videos, torch.Tensor) else type(pixel_values_videos)
         raise ValueError(
@@ -119,11 +167,16 @@ def _check_video_inputs(pixel_values_videos: torch.Tensor, frame_mask: torch.Ten
         )
     if channels != num_channels:
         raise ValueError(f"pixel_values_videos must have {num_channels} channels in dimension 2, got {channels}.")
-    if frame_mask is not None:
-        if tuple(frame_mask.shape) != (batch_size, num_frames):
-            raise ValueError(
-                f"frame_mask must have shape (batch_size, num_frames) = {(batch_size, num_frames)}, got {tuple(frame_mask.shape)}."
-            )
+    if frame_mask is None:
+        return
+    if tuple(frame_mask.shape) != (batch_size, num_frames):
+        raise ValueError(
+            f"frame_mask must have shape (batch_size, num_frames) = {(batch_size, num_frames)}, got {tuple(frame_mask.shape)}."
+        )
+    # Reading the mask's values is free only for an eager CPU tensor. On an accelerator it would stall the host on every
+    # forward, and inside torch.compile / torch.export it is a data-dependent branch, so it is skipped there: the
+    # processor never produces a video without frames, and such a video would get a zero embedding.
+    if frame_mask.device.type == "cpu" and not torch.compiler.is_compiling():
         empty = (frame_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"frame_mask marks no real frame for video(s) {empty}; every video needs at least one frame.")
@@ -147,25 +200,69 @@ def _check_text_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | N
 
 
 class OphCLIPPreTrainedModel(PreTrainedModel):
+    r"""
+    Base class of the OphCLIP models: weight initialisation, the Auto-class hooks, and BatchNorm handling for frozen
+    towers.
+
+    Attention implementations (`attn_implementation="eager" | "sdpa" | "flash_attention_2" | "flex_attention"`, or a
+    dict per sub-config) are passed on to the towers, each of which uses what it supports: BERT and CLIP-ViT towers
+    default to SDPA; a ResNet tower has no attention layers and ignores the setting.
+
+    Frozen BatchNorm: while the model trains, every BatchNorm layer whose parameters are all frozen
+    (`requires_grad=False`, e.g. the vision tower under LoRA or linear probing) stays in eval mode, i.e. it normalises
+    with its running statistics and does not update them. `train()` applies this, and so does each training forward of
+    the vision tower (eager mode), so the order of `train()` and `get_peft_model(...)` does not matter. A frozen tower
+    thus computes the same function during and after training, and a LoRA adapter saved without the tower's buffers
+    reloads exactly. Set `model.keep_frozen_batchnorm_in_eval = False` to let such layers update their statistics
+    (e.g. for test-time BatchNorm adaptation).
+    """
+
     config: OphCLIPConfig
     config_class = OphCLIPConfig
     base_model_prefix = "ophclip"
-    main_input_name = "pixel_values_videos"
     input_modalities = ("video", "text")
     supports_gradient_checkpointing = True
+    # OphCLIP adds no attention layer of its own: the towers are transformers models that check the requested
+    # implementation themselves (see `_build_vision_side` for towers without attention).
     _supports_sdpa = True
     _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     _no_split_modules = ["BertLayer", "CLIPEncoderLayer", "ResNetStage"]
 
+    keep_frozen_batchnorm_in_eval = True
+
     def _init_weights(self, module):
-        # The towers are PreTrainedModels and initialise themselves; only our own layers are handled here.
+        # The towers are PreTrainedModels with their own `_init_weights` (CLIP scales its attention and MLP layers,
+        # ResNet uses Kaiming), so only OphCLIP's own layers are initialised here, found through their owner: a rule
+        # for every `nn.Linear` would also reach the towers' layers when missing weights are initialised on load.
+        if not isinstance(module, OphCLIPVideoEncoderMixin):
+            return
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        for name in ("visual_projection", "text_projection", "classifier"):
+            layer = getattr(module, name, None)
+            if isinstance(layer, nn.Linear):
+                init.normal_(layer.weight, mean=0.0, std=std)
+                if layer.bias is not None:
+                    init.zeros_(layer.bias)
         if isinstance(module, OphCLIPModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # transformers assumes that custom (registered / remote) code may initialise weights without
+        # `transformers.initialization`, and then, when it initialises the weights a checkpoint lacks, skips every
+        # module whose own tensors are all set, which also skips the towers' composite layers (CLIP scales q/k/v/MLP
+        # weights from `CLIPAttention` / `CLIPMLP`, which have no tensors of their own) and leaves them at the default
+        # init. OphCLIP's `_init_weights` uses `transformers.initialization`, ties no modules and needs no weight
+        # conversions, so it is handled like library code.
+        return False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.keep_frozen_batchnorm_in_eval:
+            set_frozen_batchnorm_to_eval(self)
+        return self
 
 
 class OphCLIPVideoEncoderMixin:
@@ -176,9 +273,15 @@ class OphCLIPVideoEncoderMixin:
     """
 
     def _build_vision_side(self, config: OphCLIPConfig):
-        if config.vision_config.model_type == "resnet":
-            # A ResNet has no attention: a model-wide `attn_implementation="sdpa"`, which transformers propagates to
-            # every sub-config, would make ResNetModel refuse to build ("does not support ... sdpa").
+        try:
+            tower_class = AutoModel._model_mapping[type(config.vision_config)]
+        except KeyError:  # AutoModel.from_config below raises the clear error
+            tower_class = None
+        if tower_class is not None and not (
+            tower_class._supports_sdpa or tower_class._supports_flash_attn or tower_class._supports_flex_attn
+        ):
+            # A tower without attention layers (ResNet) would refuse a model-wide `attn_implementation="sdpa"`, which
+            # transformers propagates to every sub-config ("does not support ... sdpa"): let it pick its default.
             config.vision_config._attn_implementation_internal = None
         self.vision_model = AutoModel.from_config(config.vision_config)
         self.visual_projection = nn.Linear(
@@ -188,56 +291,92 @@ class OphCLIPVideoEncoderMixin:
         # `activation_checkpointing_enable`) makes `_vision_tower` checkpoint each ResNet stage.
         self.gradient_checkpointing = False
 
-    def _vision_tower(self, pixel_values: torch.Tensor) -> BaseModelOutputWithPooling:
+    def _vision_tower(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
         """Run the tower on frames `(N, C, H, W)`; `pooler_output` is `(N, hidden)` whatever the tower."""
+        if self.training and self.keep_frozen_batchnorm_in_eval and not torch.compiler.is_compiling():
+            # Also covers a tower frozen after `train()` was called (e.g. `get_peft_model` on a model in train mode).
+            set_frozen_batchnorm_to_eval(self.vision_model)
         if self.config.vision_config.model_type == "resnet" and self.gradient_checkpointing and self.training:
             tower = self.vision_model
+            output_hidden_states = kwargs.get("output_hidden_states")
+            if output_hidden_states is None:
+                output_hidden_states = tower.config.output_hidden_states
             hidden = tower.embedder(pixel_values)
+            hidden_states = (hidden,) if output_hidden_states else None
             for stage in tower.encoder.stages:
                 hidden = self._gradient_checkpointing_func(stage.__call__, hidden)
-            outputs = BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=tower.pooler(hidden))
+                if output_hidden_states:
+                    hidden_states += (hidden,)
+            outputs = BaseModelOutputWithPooling(
+                last_hidden_state=hidden, pooler_output=tower.pooler(hidden), hidden_states=hidden_states
+            )
         else:
-            outputs = self.vision_model(pixel_values=pixel_values, return_dict=True)
+            outputs = self.vision_model(pixel_values=pixel_values, return_dict=True, **kwargs)
         # ResNet pools to (N, C, 1, 1); ViT towers already give (N, hidden).
         outputs.pooler_output = outputs.pooler_output.flatten(1)
         return outputs
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> BaseModelOutputWithPooling:
+    @can_return_tuple
+    def get_image_features(
+        self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
         Embed single frames.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(num_frames, num_channels, height, width)`):
                 Preprocessed frames.
+            kwargs (`output_hidden_states`, `output_attentions`, `return_dict`):
+                Passed on to the vision tower, as in transformers' `CLIPModel.get_image_features`.
 
         Returns:
-            `BaseModelOutputWithPooling` whose `pooler_output` `(num_frames, projection_dim)` holds the projected,
-            un-normalised frame embeddings (as transformers' `CLIPModel.get_image_features`).
+            The vision tower's output (a `BaseModelOutputWithPooling`, or a tuple with `return_dict=False`) whose
+            `pooler_output` `(num_frames, projection_dim)` holds the projected, un-normalised frame embeddings (as
+            transformers' `CLIPModel.get_image_features`); `last_hidden_state` and `hidden_states` are the tower's, one
+            row per frame.
         """
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
             shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
             raise ValueError(f"pixel_values must be a tensor of shape (num_frames, channels, height, width), got {shape}.")
-        outputs = self._vision_tower(pixel_values)
+        outputs = self._vision_tower(pixel_values, **kwargs)
         outputs.pooler_output = self.visual_projection(outputs.pooler_output)
         return outputs
 
+    @can_return_tuple
     def get_video_features(
-        self, pixel_values_videos: torch.Tensor, frame_mask: torch.Tensor | None = None
-    ) -> BaseModelOutputWithPooling:
+        self,
+        pixel_values_videos: torch.Tensor,
+        frame_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
-        Embed videos: every real frame goes through the vision tower, the pooled frame features are averaged over
-        the real frames of each video and projected.
+        Embed videos: every frame goes through the vision tower, the pooled frame features are averaged over the real
+        frames of each video (those `frame_mask` marks) and projected.
 
         Args:
             pixel_values_videos (`torch.FloatTensor` of shape `(batch_size, num_frames, num_channels, height, width)`):
                 Preprocessed frames, e.g. from [`OphCLIPVideoProcessor`].
             frame_mask (`torch.LongTensor` or `torch.BoolTensor` of shape `(batch_size, num_frames)`, *optional*):
-                1 for real frames, 0 for padding. Padded frames are never run through the tower, so they cannot
-                change the embedding.
+                1 for real frames, 0 for padding. Padded frames are excluded from the mean (with `torch.where`, so
+                whatever finite values they hold cannot change the embedding). They still run through the tower: the
+                forward has no data-dependent shapes or branches, so it compiles (`fullgraph=True`) and exports
+                with a mask, and never waits for the device. In eval mode every frame is processed on its own; in
+                train mode a BatchNorm tower that is not frozen computes its batch statistics over all frames,
+                padding included.
+            kwargs (`output_hidden_states`, `output_attentions`, `return_dict`):
+                Passed on to the vision tower.
 
         Returns:
-            `BaseModelOutputWithPooling` whose `pooler_output` `(batch_size, projection_dim)` holds the projected,
-            un-normalised video embeddings.
+            `BaseModelOutputWithPooling` (a tuple with `return_dict=False`):
+            - `pooler_output` `(batch_size, projection_dim)`: the projected, un-normalised video embeddings;
+            - `last_hidden_state`: the tower's last hidden state per video, `(batch_size, num_frames, ...)`, i.e.
+              `(batch_size, num_frames, seq_len, hidden_size)` for a ViT tower and
+              `(batch_size, num_frames, channels, height, width)` for a ResNet tower; `last_hidden_state[i, t]` belongs
+              to frame `t` of video `i`, and positions where `frame_mask` is 0 hold the tower's output on the padding;
+            - `hidden_states` / `attentions` (when asked for): the tower's own tensors, one row per frame,
+              `(batch_size * num_frames, ...)` with row `i * num_frames + t` for frame `t` of video `i`
+              (`.unflatten(0, (batch_size, num_frames))` gives them per video). They are the tensors the tower
+              computed with, so `retain_grad()` on them works (e.g. for gradient-based attribution).
 
         Example:
 
@@ -255,33 +394,44 @@ class OphCLIPVideoEncoderMixin:
         >>> videos = torch.randn(2, 4, 3, 32, 32)  # (batch, frames, channels, height, width)
         >>> frame_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])  # the second video has two real frames
         >>> with torch.no_grad():
-        ...     video_embeds = model.get_video_features(videos, frame_mask=frame_mask).pooler_output
-        >>> video_embeds.shape
+        ...     out = model.get_video_features(videos, frame_mask=frame_mask, output_hidden_states=True)
+        >>> out.pooler_output.shape  # one embedding per video
         torch.Size([2, 32])
+        >>> out.last_hidden_state.shape  # (batch, frames, channels, height, width) of the ResNet's last stage
+        torch.Size([2, 4, 32, 4, 4])
+        >>> len(out.hidden_states), out.hidden_states[0].shape  # stem + 2 stages, one row per frame
+        (3, torch.Size([8, 8, 8, 8]))
         ```
         """
         _check_video_inputs(pixel_values_videos, frame_mask, self.config.vision_config.num_channels)
         batch_size, num_frames = pixel_values_videos.shape[:2]
-        frames = pixel_values_videos.flatten(0, 1)
-        if frame_mask is None or bool(frame_mask.all()):
-            outputs = self._vision_tower(frames)
-            pooled = outputs.pooler_output.view(batch_size, num_frames, -1).mean(dim=1)
+        outputs = self._vision_tower(pixel_values_videos.flatten(0, 1), **kwargs)
+        frame_features = outputs.pooler_output.unflatten(0, (batch_size, num_frames))
+        if frame_mask is None:
+            pooled = frame_features.mean(dim=1)
         else:
-            real = frame_mask.flatten().bool()
-            outputs = self._vision_tower(frames[real])
-            per_frame = outputs.pooler_output.new_zeros(batch_size * num_frames, outputs.pooler_output.shape[-1])
-            per_frame = per_frame.index_put((real.nonzero().flatten(),), outputs.pooler_output)
-            counts = frame_mask.sum(dim=1, keepdim=True).to(per_frame.dtype)
-            pooled = per_frame.view(batch_size, num_frames, -1).sum(dim=1) / counts
+            real = frame_mask.to(torch.bool).unsqueeze(-1)  # (B, T, 1)
+            counts = real.sum(dim=1).clamp(min=1).to(frame_features.dtype)
+            pooled = torch.where(real, frame_features, 0.0).sum(dim=1) / counts
+
         # The projection is affine, so projecting the mean of the frame features equals the mean of the projected
         # frame embeddings (the predecessors' order) at a T-th of the cost.
-        outputs.pooler_output = self.visual_projection(pooled)
-        return outputs
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state.unflatten(0, (batch_size, num_frames)),
+            pooler_output=self.visual_projection(pooled),
+            # The tower's own tensors (not reshaped views), so that `retain_grad()` on them works.
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
 
 
 class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
     r"""
     OphCLIP dual encoder: video tower + text tower + projections + logit scale.
+
+    `output_hidden_states=True` / `output_attentions=True` (in the call or the config) return the towers' hidden
+    states / attention weights in `text_model_output` and `vision_model_output`; `return_dict=False` returns a tuple.
+    See [`OphCLIPPreTrainedModel`] for attention implementations and frozen BatchNorm layers during training.
 
     Example:
 
@@ -300,16 +450,26 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
     >>> attention_mask = (input_ids != 0).long()
     >>> videos = torch.randn(3, 4, 3, 32, 32)
     >>> with torch.no_grad():
-    ...     out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=videos)
+    ...     out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=videos,
+    ...                 output_hidden_states=True)
     >>> out.logits_per_video.shape  # 3 videos x 2 texts
     torch.Size([3, 2])
     >>> probs = out.logits_per_video.softmax(dim=-1)  # zero-shot: which text fits each video
+    >>> len(out.text_model_output.hidden_states)  # embeddings + 4 BERT layers
+    5
     ```
     """
+
+    main_input_name = "input_ids"
 
     def __init__(self, config: OphCLIPConfig):
         super().__init__(config)
         self.text_model = AutoModel.from_config(config.text_config, add_pooling_layer=False)
+        if maybe_install_capturing_hooks is not None:
+            # The SurgVLP pooling always captures the text tower's hidden states. transformers installs the capturing
+            # hooks on first use, under a lock that torch.compile cannot trace (a graph break, or an error with
+            # fullgraph=True, on the first compiled call): install them now.
+            maybe_install_capturing_hooks(self.text_model)
         self.text_projection = (
             nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
             if config.use_text_projection
@@ -325,12 +485,22 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
             self.register_buffer("logit_scale", logit_scale)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's word embeddings (so `resize_token_embeddings` can extend the vocabulary, and
+        `enable_input_require_grads` works for PEFT with reentrant checkpointing)."""
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.text_model.set_input_embeddings(value)
+
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> BaseModelOutputWithPooling:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
         r"""
         Embed texts with the configured pooling (`config.text_pooling`).
 
@@ -341,21 +511,35 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
                 1 for real tokens, 0 for padding. Without it every position counts as real.
             token_type_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 BERT segment ids.
+            kwargs (`output_hidden_states`, `output_attentions`, `return_dict`, ...):
+                Passed on to the text tower. `output_hidden_states` may be `True` or a selection of layer indices, as
+                for any transformers model.
 
         Returns:
-            `BaseModelOutputWithPooling` whose `pooler_output` `(batch_size, projection_dim)` holds the un-normalised
-            text embeddings.
+            `BaseModelOutputWithPooling` (a tuple with `return_dict=False`) whose `pooler_output`
+            `(batch_size, projection_dim)` holds the un-normalised text embeddings and `last_hidden_state`
+            `(batch_size, sequence_length, hidden_size)` the text tower's last layer. `hidden_states` and `attentions`
+            are set only when asked for (the SurgVLP pooling reads the last layers internally either way).
         """
         _check_text_inputs(input_ids, attention_mask, self.config.text_config.max_position_embeddings)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         pooling = self.config.text_pooling
+        requested = kwargs.pop("output_hidden_states", None)
+        if requested is None:
+            requested = self.config.output_hidden_states or self.text_model.config.output_hidden_states
+        capture = requested
+        if pooling == "surgvlp" and requested is not True:
+            # Capture the last `text_pooling_layers` hidden states the pooling reads (plus any selected ones).
+            needed = range(-self.config.text_pooling_layers, 0)
+            capture = sorted(set(needed) | set(_selected_indices(requested) or ()))
         outputs = self.text_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
-            output_hidden_states=pooling == "surgvlp",
+            output_hidden_states=capture,
             return_dict=True,
+            **kwargs,
         )
         if pooling == "surgvlp":
             pooled = surgvlp_text_pooling(outputs.hidden_states, attention_mask, self.config.text_pooling_layers)
@@ -366,9 +550,11 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
         return BaseModelOutputWithPooling(
             last_hidden_state=outputs.last_hidden_state,
             pooler_output=self.text_projection(pooled),
-            hidden_states=outputs.hidden_states,
+            hidden_states=_keep_requested_hidden_states(outputs.hidden_states, requested),
+            attentions=outputs.attentions,
         )
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -377,9 +563,8 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         frame_mask: torch.Tensor | None = None,
         return_loss: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> OphCLIPOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | OphCLIPOutput:
         r"""
         Args:
             input_ids, attention_mask, token_type_ids: as in [`~OphCLIPModel.get_text_features`].
@@ -387,30 +572,32 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
             return_loss (`bool`, *optional*):
                 Whether to return the symmetric contrastive loss; text i pairs with video i, so both batches must have
                 the same size.
+            kwargs (`output_hidden_states`, `output_attentions`, `return_dict`):
+                Passed on to both towers; their hidden states / attentions are in `text_model_output` and
+                `vision_model_output`.
 
         Returns:
-            [`OphCLIPOutput`] with L2-normalised `text_embeds` and `video_embeds` and the similarities scaled by
-            `exp(logit_scale)` (1/τ).
+            [`OphCLIPOutput`] (a tuple with `return_dict=False`) with L2-normalised `text_embeds` and `video_embeds`
+            and the similarities scaled by `exp(logit_scale)` (1/τ).
         """
         if input_ids is None or pixel_values_videos is None:
             raise ValueError(
                 "OphCLIPModel.forward needs both input_ids and pixel_values_videos; use get_text_features or "
                 "get_video_features to embed one modality."
             )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids)
-        video_outputs = self.get_video_features(pixel_values_videos, frame_mask)
         if return_loss and input_ids.shape[0] != pixel_values_videos.shape[0]:
             raise ValueError(
                 f"return_loss=True pairs text i with video i, so the batch sizes must match; got {input_ids.shape[0]} "
                 f"texts and {pixel_values_videos.shape[0]} videos."
             )
+        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids, return_dict=True, **kwargs)
+        video_outputs = self.get_video_features(pixel_values_videos, frame_mask, return_dict=True, **kwargs)
         text_embeds = F.normalize(text_outputs.pooler_output, dim=-1)
         video_embeds = F.normalize(video_outputs.pooler_output, dim=-1)
         logits_per_text = text_embeds @ video_embeds.t() * self.logit_scale.exp()
         logits_per_video = logits_per_text.t()
         loss = ophclip_loss(logits_per_text) if return_loss else None
-        output = OphCLIPOutput(
+        return OphCLIPOutput(
             loss=loss,
             logits_per_video=logits_per_video,
             logits_per_text=logits_per_text,
@@ -419,7 +606,6 @@ class OphCLIPModel(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
             text_model_output=text_outputs,
             vision_model_output=video_outputs,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedModel):
@@ -428,6 +614,9 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
     labelled videos (phases: `problem_type="single_label_classification"`; instruments:
     `problem_type="multi_label_classification"`). Loading an [`OphCLIPModel`] checkpoint keeps its vision weights and
     starts a fresh classifier; the text tower is not built.
+
+    For linear probing, freeze the tower (`model.vision_model.requires_grad_(False)`): its BatchNorm layers then stay in
+    eval mode while the classifier trains (see [`OphCLIPPreTrainedModel`]).
 
     Example:
 
@@ -448,6 +637,8 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
     ```
     """
 
+    main_input_name = "pixel_values_videos"
+    input_modalities = ("video",)
     # An OphCLIPModel checkpoint carries the text side, which this model does not build.
     _keys_to_ignore_on_load_unexpected = [r"^text_model\.", r"^text_projection\.", r"^logit_scale$"]
 
@@ -457,25 +648,28 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
         self.classifier = nn.Linear(config.projection_dim, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values_videos: torch.Tensor | None = None,
         frame_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> OphCLIPVideoClassifierOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | OphCLIPVideoClassifierOutput:
         r"""
         Args:
             pixel_values_videos, frame_mask: as in [`~OphCLIPModel.get_video_features`].
             labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape
                 `(batch_size, num_labels)` for multi-label problems, *optional*):
                 Targets for the loss.
+            kwargs (`output_hidden_states`, `output_attentions`, `return_dict`):
+                Passed on to the vision tower; its hidden states / attentions come back one row per frame,
+                `(batch_size * num_frames, ...)`.
         """
         if pixel_values_videos is None:
             raise ValueError("OphCLIPForVideoClassification.forward needs pixel_values_videos.")
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        video_embeds = self.get_video_features(pixel_values_videos, frame_mask).pooler_output
+        video_outputs = self.get_video_features(pixel_values_videos, frame_mask, return_dict=True, **kwargs)
+        video_embeds = video_outputs.pooler_output
         logits = self.classifier(video_embeds)
         loss = None
         if labels is not None:
@@ -484,8 +678,20 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
                     f"labels has {labels.shape[0]} rows but pixel_values_videos holds {logits.shape[0]} videos."
                 )
             loss = self.loss_function(labels, logits, self.config)
-        output = OphCLIPVideoClassifierOutput(loss=loss, logits=logits, video_embeds=video_embeds)
-        return output if return_dict else output.to_tuple()
+        return OphCLIPVideoClassifierOutput(
+            loss=loss,
+            logits=logits,
+            video_embeds=video_embeds,
+            hidden_states=video_outputs.hidden_states,
+            attentions=video_outputs.attentions,
+        )
 
 
-__all__ = ["OphCLIPPreTrainedModel", "OphCLIPModel", "OphCLIPForVideoClassification", "OphCLIPOutput"]
+__all__ = [
+    "OphCLIPPreTrainedModel",
+    "OphCLIPModel",
+    "OphCLIPForVideoClassification",
+    "OphCLIPOutput",
+    "OphCLIPVideoClassifierOutput",
+    "set_frozen_batchnorm_to_eval",
+]

@@ -289,6 +289,19 @@ def test_sdpa_matches_eager(tester):
     torch.testing.assert_close(a.text_embeds, b.text_embeds, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
+def test_attention_implementation_reaches_the_towers(tester, implementation):
+    """The request is passed on to each tower: BERT and CLIP-ViT use it, a ResNet (no attention) stays eager."""
+    model = OphCLIPModel._from_config(tester.get_config(), attn_implementation=implementation)
+    assert model.config._attn_implementation == implementation
+    assert model.text_model.config._attn_implementation == implementation
+    expected_vision = implementation if tester.vision == "clip" else "eager"
+    assert model.vision_model.config._attn_implementation == expected_vision
+    default = OphCLIPModel(tester.get_config())  # SDPA by default where the tower supports it
+    assert default.text_model.config._attn_implementation == "sdpa"
+    assert default.vision_model.config._attn_implementation == ("sdpa" if tester.vision == "clip" else "eager")
+
+
 # -- pooling functions ------------------------------------------------------------------------------------------------
 
 
@@ -298,6 +311,164 @@ def test_surgvlp_pooling_formula():
     expected = sum((h * mask[..., None]).sum(1) for h in hidden[-4:]) / 6
     torch.testing.assert_close(surgvlp_text_pooling(hidden, mask, 4), expected)
     torch.testing.assert_close(masked_mean_pooling(hidden[-1], mask), (hidden[-1] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+
+
+# -- transformers conventions: output flags, tuples, main input, per-video hidden states ------------------------------
+
+
+def _frame_mask(tester):
+    mask = torch.ones(tester.batch_size, tester.num_frames, dtype=torch.long)
+    mask[-1, tester.num_frames // 2:] = 0  # the last video is padded
+    return mask
+
+
+def test_main_input_name_is_the_first_forward_argument():
+    import inspect
+
+    for model_class, expected in ((OphCLIPModel, "input_ids"), (OphCLIPForVideoClassification, "pixel_values_videos")):
+        names = [name for name in inspect.signature(model_class.forward).parameters if name != "self"]
+        assert model_class.main_input_name == names[0] == expected, (model_class, names[:2])
+
+
+def test_feature_methods_take_output_flags_and_return_tuples(tester):
+    config = tester.get_config()
+    model = _eval_model(config, attn_implementation="eager")
+    inputs = tester.prepare_inputs()
+    ids, mask, videos = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values_videos"]
+    num_text_layers = config.text_config.num_hidden_layers
+    num_vision_states = (len(config.vision_config.depths) if tester.vision == "resnet"
+                         else config.vision_config.num_hidden_layers) + 1
+    with torch.no_grad():
+        # Text: hidden states only when asked, even though the SurgVLP pooling reads the last layers.
+        text = model.get_text_features(ids, mask)
+        assert text.hidden_states is None and text.attentions is None
+        text = model.get_text_features(ids, mask, output_hidden_states=True, output_attentions=True)
+        assert len(text.hidden_states) == num_text_layers + 1 and len(text.attentions) == num_text_layers
+        torch.testing.assert_close(text.pooler_output, model.get_text_features(ids, mask).pooler_output)
+        selected = model.get_text_features(ids, mask, output_hidden_states=[0, -1]).hidden_states
+        assert len(selected) == num_text_layers + 1
+        assert [state is None for state in selected] == [False] + [True] * (num_text_layers - 1) + [False]
+        torch.testing.assert_close(selected[0], text.hidden_states[0])
+        as_tuple = model.get_text_features(ids, mask, return_dict=False)
+        assert isinstance(as_tuple, tuple)
+        torch.testing.assert_close(as_tuple[1], text.pooler_output)
+
+        # Frames and videos
+        frames = model.get_image_features(videos[0], output_hidden_states=True)
+        assert len(frames.hidden_states) == num_vision_states
+        assert isinstance(model.get_image_features(videos[0], return_dict=False), tuple)
+        video = model.get_video_features(videos, output_hidden_states=True, output_attentions=True)
+        assert len(video.hidden_states) == num_vision_states
+        assert all(state.shape[0] == tester.batch_size * tester.num_frames for state in video.hidden_states)
+        if tester.vision == "clip":
+            assert len(video.attentions) == config.vision_config.num_hidden_layers
+        else:
+            assert video.attentions is None  # a ResNet has no attention layers
+        assert model.get_video_features(videos).hidden_states is None
+        video_tuple = model.get_video_features(videos, return_dict=False)
+        assert isinstance(video_tuple, tuple)
+        torch.testing.assert_close(video_tuple[1], video.pooler_output)
+
+
+def test_forward_honours_output_flags(tester):
+    config = tester.get_config()
+    model = _eval_model(config, attn_implementation="eager")
+    inputs = tester.prepare_inputs()
+    num_text_layers = config.text_config.num_hidden_layers
+    with torch.no_grad():
+        plain = model(**inputs)
+        assert plain.text_model_output.hidden_states is None and plain.vision_model_output.hidden_states is None
+        full = model(**inputs, output_hidden_states=True, output_attentions=True)
+        assert len(full.text_model_output.hidden_states) == num_text_layers + 1
+        assert len(full.text_model_output.attentions) == num_text_layers
+        assert full.vision_model_output.hidden_states is not None
+        torch.testing.assert_close(full.logits_per_text, plain.logits_per_text)
+        model.config.output_hidden_states = True  # the config flag works too
+        assert model(**inputs).text_model_output.hidden_states is not None
+        model.config.output_hidden_states = False
+        as_tuple = model(**inputs, return_dict=False)
+        assert isinstance(as_tuple, tuple) and isinstance(as_tuple[-1], tuple)  # nested outputs become tuples
+        torch.testing.assert_close(as_tuple[0], plain.logits_per_video)
+
+    classifier = OphCLIPForVideoClassification._from_config(tester.get_config(num_labels=3),
+                                                             attn_implementation="eager").eval()
+    videos = inputs["pixel_values_videos"]
+    with torch.no_grad():
+        out = classifier(pixel_values_videos=videos)
+        assert out.hidden_states is None and out.attentions is None
+        out = classifier(pixel_values_videos=videos, output_hidden_states=True, output_attentions=True)
+    assert out.hidden_states is not None
+    assert (out.attentions is not None) == (tester.vision == "clip")
+    with torch.no_grad():
+        as_tuple = classifier(pixel_values_videos=videos, labels=torch.tensor([0, 1, 2]), return_dict=False)
+    assert isinstance(as_tuple, tuple) and as_tuple[0].dim() == 0  # (loss, logits, video_embeds)
+
+
+def test_video_last_hidden_state_is_per_video(tester):
+    model = _eval_model(tester.get_config())
+    videos = tester.prepare_inputs()["pixel_values_videos"]
+    mask = _frame_mask(tester)
+    with torch.no_grad():
+        out = model.get_video_features(videos, frame_mask=mask)
+        frames = model.get_image_features(videos.flatten(0, 1)).last_hidden_state
+    assert out.last_hidden_state.shape[:2] == (tester.batch_size, tester.num_frames)
+    # last_hidden_state[i, t] is frame t of video i (padded positions hold the tower's output on the padding)
+    torch.testing.assert_close(out.last_hidden_state, frames.unflatten(0, (tester.batch_size, tester.num_frames)))
+
+
+def test_export_and_compile_with_frame_mask(tester):
+    """No data-dependent branch on frame_mask: torch.export (with dynamic batch and frame counts) and
+    torch.compile(fullgraph=True) of get_video_features / the classifier work with a mask and match eager mode."""
+    from torch.export import Dim
+
+    config = tester.get_config(num_labels=3)
+    model = _eval_model(config)
+    classifier = OphCLIPForVideoClassification(tester.get_config(num_labels=3)).eval()
+    videos = tester.prepare_inputs()["pixel_values_videos"]
+    mask = _frame_mask(tester)
+    batch, frames = Dim("batch", min=1, max=64), Dim("frames", min=1, max=64)
+    exported = torch.export.export(classifier, (), {"pixel_values_videos": videos, "frame_mask": mask},
+                                   dynamic_shapes={"pixel_values_videos": {0: batch, 1: frames},
+                                                   "frame_mask": {0: batch, 1: frames}})
+    other_videos = torch.randn(2, tester.num_frames + 2, 3, tester.image_size, tester.image_size)
+    other_mask = torch.tensor([[1] * (tester.num_frames + 2), [1, 1] + [0] * tester.num_frames])
+    with torch.no_grad():
+        for v, m in ((videos, mask), (other_videos, other_mask)):
+            torch.testing.assert_close(exported.module()(pixel_values_videos=v, frame_mask=m).logits,
+                                       classifier(pixel_values_videos=v, frame_mask=m).logits)
+        compiled = torch.compile(model.get_video_features, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(videos, frame_mask=mask).pooler_output,
+                                   model.get_video_features(videos, frame_mask=mask).pooler_output)
+        inputs = dict(tester.prepare_inputs(), frame_mask=mask)
+        compiled_model = torch.compile(model, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled_model(**inputs).logits_per_text, model(**inputs).logits_per_text)
+
+
+def test_resize_token_embeddings_extends_the_text_vocabulary():
+    tester = OphCLIPModelTester()
+    model = _eval_model(tester.get_config())
+    old = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(tester.vocab_size + 3)
+    assert model.get_input_embeddings().weight.shape[0] == tester.vocab_size + 3
+    assert model.config.text_config.vocab_size == tester.vocab_size + 3
+    torch.testing.assert_close(model.get_input_embeddings().weight[: tester.vocab_size], old)
+
+
+def test_towers_initialise_missing_weights_with_their_own_scheme(tester):
+    """Weights missing from a checkpoint are initialised as a freshly built model's: each tower with its own
+    `_init_weights` (CLIP's scaled attention/MLP init, ResNet's Kaiming), OphCLIP's layers with OphCLIP's."""
+    from transformers import set_seed
+
+    config = tester.get_config()
+    set_seed(0)
+    built = OphCLIPModel(config)
+    set_seed(0)
+    loaded = OphCLIPModel.from_pretrained(None, config=tester.get_config(), state_dict={})
+    loaded_state = loaded.state_dict()
+    for name, tensor in built.state_dict().items():
+        if tensor.numel() < 2 or not tensor.is_floating_point() or tensor.std() == 0:
+            continue
+        assert loaded_state[name].std().item() == pytest.approx(tensor.std().item(), rel=0.5), name
 
 
 # -- bad input --------------------------------------------------------------------------------------------------------

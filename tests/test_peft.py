@@ -8,6 +8,10 @@ transformers 5.24's built-in adapter methods need peft>=0.22, so they are not us
 2. LoRA with activation checkpointing (CLIP-ViT and ResNet vision towers; enabled before or after `get_peft_model`,
    both work): the layers are really checkpointed and the loss and gradients equal those without checkpointing.
 3. LoRA under CPU bf16 autocast: finite loss, finite non-zero LoRA gradients.
+4. LoRA with a frozen ResNet tower: its BatchNorm layers stay in eval mode while the model trains (whether `train()` is
+   called before or after `get_peft_model`), their running statistics do not move, and the adapter reloads exactly on
+   a fresh base (whether the trained model is evaluated before or after saving). Linear probing and trainable
+   BatchNorm layers behave as before.
 """
 
 import copy
@@ -22,7 +26,7 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 from transformers import BertConfig, CLIPVisionConfig, ResNetConfig
 
-from modeling_ophclip import LORA_TARGET_MODULES, OphCLIPConfig, OphCLIPModel
+from modeling_ophclip import LORA_TARGET_MODULES, OphCLIPConfig, OphCLIPForVideoClassification, OphCLIPModel
 from remote_code import run_without_project
 
 
@@ -350,6 +354,121 @@ def test_lora_bf16_autocast(vision):
         assert param.grad is not None, f"no gradient for {name}"
         assert param.grad.dtype == torch.float32, name
     assert_nonzero_finite({name: param.grad for name, param in lora.items()}, lora)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. LoRA with a frozen ResNet tower: BatchNorm statistics do not drift, the adapter reloads exactly
+# ---------------------------------------------------------------------------------------------------------------------
+
+def batchnorm_layers(module) -> dict:
+    return {name: layer for name, layer in module.named_modules() if isinstance(layer, torch.nn.BatchNorm2d)}
+
+
+def batchnorm_buffers(module) -> dict:
+    return {f"{name}.{key}": buffer.detach().clone() for name, layer in batchnorm_layers(module).items()
+            for key, buffer in layer.named_buffers(recurse=False)}
+
+
+def one_training_step(model, inputs: dict) -> None:
+    optimizer = torch.optim.AdamW([param for param in model.parameters() if param.requires_grad], lr=1e-2)
+    loss = model(**inputs, return_loss=True).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("when_eval", ["eval_then_save", "save_then_eval"])
+@pytest.mark.parametrize("when_train", ["train_before_get_peft_model", "train_after_get_peft_model"])
+def test_lora_with_frozen_resnet_tower_reloads_exactly(tmp_path, when_train, when_eval):
+    """The recipe of a user: LoRA on the text tower's query/value (a ResNet has no q/k/v), one step in train mode,
+    `save_pretrained`, `PeftModel.from_pretrained(fresh_base, ...)`. The ResNet tower is frozen, so its BatchNorm
+    running statistics (buffers that the adapter does not save) must not move."""
+    torch.manual_seed(0)
+    base = OphCLIPModel(make_config("resnet"))  # a model built from a config starts in train mode
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
+    base.save_pretrained(base_dir)
+    statistics = batchnorm_buffers(base.vision_model)
+    assert statistics
+    inputs = make_inputs()
+    lora_config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False)
+
+    if when_train == "train_before_get_peft_model":
+        base.train()  # every parameter still trainable here: the BatchNorm layers are in train mode
+        assert all(layer.training for layer in batchnorm_layers(base).values())
+        model = get_peft_model(base, lora_config)  # freezes the tower after train() was called
+    else:
+        model = get_peft_model(base, lora_config)
+        model.train()
+        assert not any(layer.training for layer in batchnorm_layers(model).values())
+    assert lora_layers(model) and all(".text_model." in name for name in lora_layers(model))
+    assert not any(param.requires_grad for param in model.get_base_model().vision_model.parameters())
+
+    one_training_step(model, inputs)
+    assert model.training and model.get_base_model().text_model.training
+    assert not any(layer.training for layer in batchnorm_layers(model).values())  # frozen: eval mode
+    after = batchnorm_buffers(model.get_base_model().vision_model)
+    for name, value in statistics.items():
+        assert torch.equal(after[name], value), f"{name} moved during training"
+
+    if when_eval == "eval_then_save":
+        trained_out = eval_outputs(model, inputs)
+        model.save_pretrained(adapter_dir)
+    else:
+        model.save_pretrained(adapter_dir)
+        trained_out = eval_outputs(model, inputs)
+    assert not torch.allclose(trained_out["text_embeds"], eval_outputs(OphCLIPModel.from_pretrained(base_dir), inputs)[
+        "text_embeds"], atol=1e-4)  # the step changed the model
+
+    reloaded = PeftModel.from_pretrained(OphCLIPModel.from_pretrained(base_dir), adapter_dir)
+    reloaded_out = eval_outputs(reloaded, inputs)
+    for key in OUTPUT_KEYS:
+        assert_close(reloaded_out[key], trained_out[key], atol=0, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_batchnorm_statistics_move_only_when_trainable_or_allowed():
+    """Trainable BatchNorm layers (full fine-tuning, `modules_to_save`) keep updating their statistics; a frozen one
+    can be allowed to with `keep_frozen_batchnorm_in_eval = False`; linear probing keeps the tower fixed."""
+    torch.manual_seed(0)
+    inputs = make_inputs()
+
+    full = OphCLIPModel(make_config("resnet")).train()  # full fine-tuning: nothing frozen
+    before = batchnorm_buffers(full.vision_model)
+    full(**inputs, return_loss=True)
+    after = batchnorm_buffers(full.vision_model)
+    assert all(layer.training for layer in batchnorm_layers(full).values())
+    assert any(not torch.equal(after[name], value) for name, value in before.items())
+
+    # The stem trained in full (a trainable copy of its BatchNorm) while the rest of the tower is frozen.
+    model = get_peft_model(OphCLIPModel(make_config("resnet")),
+                           LoraConfig(r=4, target_modules=["query"], modules_to_save=["vision_model.embedder"]))
+    model.train()
+    trainable = {name for name, layer in batchnorm_layers(model).items() if layer.training}
+    assert trainable and all(".modules_to_save." in name for name in trainable), trainable
+
+    allowed = get_peft_model(OphCLIPModel(make_config("resnet")), LoraConfig(r=4, target_modules=["query"]))
+    allowed.get_base_model().keep_frozen_batchnorm_in_eval = False
+    allowed.train()
+    before = batchnorm_buffers(allowed.get_base_model().vision_model)
+    allowed(**inputs, return_loss=True)
+    after = batchnorm_buffers(allowed.get_base_model().vision_model)
+    assert any(not torch.equal(after[name], value) for name, value in before.items())
+
+    config = make_config("resnet")
+    config.num_labels = 3
+    probe = OphCLIPForVideoClassification(config)
+    probe.vision_model.requires_grad_(False)
+    probe.train()
+    before = batchnorm_buffers(probe.vision_model)
+    loss = probe(pixel_values_videos=inputs["pixel_values_videos"], labels=torch.tensor([0, 1, 2])).loss
+    loss.backward()
+    assert probe.classifier.weight.grad is not None and probe.visual_projection.weight.grad is not None
+    after = batchnorm_buffers(probe.vision_model)
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+    probe.eval()
+    assert not any(layer.training for layer in batchnorm_layers(probe).values())
+    probe.train()
+    assert probe.visual_projection.training and not any(layer.training for layer in batchnorm_layers(probe).values())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -164,3 +164,145 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="produced frames of shape"):
         OphCLIPVideoProcessor(do_resize=False, do_center_crop=False)(
             [np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 9, 9, 3), np.uint8)])
+
+
+# -- keyword arguments, merged the transformers v5 way ----------------------------------------------------------------
+
+
+def test_processor_kwargs_reach_the_video_processor(video_file):
+    path, _ = video_file
+    processor = tiny_processor()
+    frames = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    video_processor = processor.video_processor
+    default = processor(videos=frames)["pixel_values_videos"]
+    # Flat keyword arguments go to the modality that accepts them ...
+    raw = processor(videos=frames, do_normalize=False)["pixel_values_videos"]
+    assert torch.equal(raw, video_processor(frames, do_normalize=False)["pixel_values_videos"])
+    assert not torch.equal(raw, default) and raw.min() >= 0 and raw.max() <= 1
+    unscaled = processor(videos=frames, do_normalize=False, rescale_factor=1.0)["pixel_values_videos"]
+    torch.testing.assert_close(unscaled, raw * 255, rtol=1e-5, atol=1e-3)
+    assert processor(videos=str(path), num_frames=3)["pixel_values_videos"].shape[1] == 3  # default 4
+    assert processor(videos=str(path), fps=2.0)["pixel_values_videos"].shape[1] == 4  # 2 s at 2 fps
+    assert processor(videos=frames, do_sample_frames=True, num_frames=2)["pixel_values_videos"].shape[1] == 2
+    # ... or structured per modality, with the same result; the instance is never changed.
+    structured = processor(videos=frames, videos_kwargs={"do_normalize": False})["pixel_values_videos"]
+    assert torch.equal(structured, raw) and video_processor.do_normalize
+    both = processor(text=["lens capsule", "lens"], videos=[frames, frames[:2]], padding="max_length", max_length=6,
+                     do_normalize=False)
+    assert both["input_ids"].shape == (2, 6) and torch.equal(both["pixel_values_videos"][0], raw[0])
+    assert both["frame_mask"].tolist() == [[1] * 6, [1, 1, 0, 0, 0, 0]]
+    assert isinstance(processor(text="lens", return_tensors="np")["input_ids"], np.ndarray)
+    # The same argument twice, or conflicting text arguments, is an error.
+    with pytest.raises(ValueError, match="passed two times"):
+        processor(videos=frames, do_normalize=False, videos_kwargs={"do_normalize": True})
+    with pytest.raises(ValueError, match="passed two times"):
+        processor(text="lens", padding="max_length", text_kwargs={"padding": "do_not_pad"})
+
+
+@pytest.mark.parametrize("loader", ["OphCLIPProcessor", "AutoProcessor"])
+def test_from_pretrained_keyword_arguments_stick(tmp_path, loader):
+    """`from_pretrained(folder, do_normalize=False)` reaches the video processor (and survives another save); the
+    tokenizer's arguments reach the tokenizer."""
+    tiny_processor().save_pretrained(tmp_path / "first")
+    load = OphCLIPProcessor.from_pretrained if loader == "OphCLIPProcessor" else AutoProcessor.from_pretrained
+    processor = load(tmp_path / "first", do_normalize=False, num_frames=2, model_max_length=5,
+                     **({"trust_remote_code": True} if loader == "AutoProcessor" else {}))
+    assert isinstance(processor, OphCLIPProcessor)
+    assert processor.video_processor.do_normalize is False and processor.video_processor.num_frames == 2
+    assert processor.tokenizer.model_max_length == 5
+    assert "do_normalize" not in processor.tokenizer.init_kwargs  # video arguments do not leak into the tokenizer
+    frames = np.full((3, 32, 32, 3), 255, dtype=np.uint8)
+    assert float(processor(videos=frames)["pixel_values_videos"].max()) == pytest.approx(1.0)
+    processor.save_pretrained(tmp_path / "second")
+    again = OphCLIPProcessor.from_pretrained(tmp_path / "second")
+    assert again.video_processor.do_normalize is False and again.video_processor.num_frames == 2
+    assert again.to_dict() == processor.to_dict()
+
+
+# -- a processor built from parts saves and reloads, without torchvision -----------------------------------------------
+
+RELOAD_SCRIPT = """
+import importlib.abc
+import importlib.util
+import sys
+
+_BLOCKED = ("torchvision", "torchcodec")
+
+
+class _NoTorchvision(importlib.abc.MetaPathFinder):  # importing them fails ...
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _BLOCKED:
+            raise ImportError(f"{{name}} is blocked in this process")
+        return None
+
+
+_find_spec = importlib.util.find_spec
+
+
+def _find_spec_without_blocked(name, package=None):  # ... and availability checks do not see them
+    return None if name.partition(".")[0] in _BLOCKED else _find_spec(name, package)
+
+
+sys.meta_path.insert(0, _NoTorchvision())
+importlib.util.find_spec = _find_spec_without_blocked
+
+import json
+
+import numpy as np
+from transformers import AutoProcessor
+
+processor = AutoProcessor.from_pretrained({folder!r}, trust_remote_code=True)
+frames = np.load({frames!r})
+out = processor(text=["the lens capsule"], videos=[frames])
+print(json.dumps({{
+    "class": type(processor).__name__,
+    "module": type(processor).__module__,
+    "video_processor": type(processor.video_processor).__name__,
+    "input_ids": out["input_ids"].tolist(),
+    "pixels": float(out["pixel_values_videos"].sum()),
+    "torchvision": [name for name in sys.modules if name.startswith("torchvision")],
+}}))
+"""
+
+
+@pytest.mark.parametrize("vocabulary", ["vocab_file", "vocab_dict"])
+def test_processor_built_from_parts_reloads_without_torchvision(tmp_path, vocabulary):
+    """`OphCLIPProcessor(video_processor=OphCLIPVideoProcessor(), tokenizer=BertTokenizer(...))` (the README builds
+    it with a vocabulary dict; a vocab file is the other usual way) saves and reloads with `OphCLIPProcessor` and
+    `AutoProcessor(trust_remote_code=True)`, here and in a process where torchvision and this project cannot be
+    imported (transformers' AutoVideoProcessor, which needs torchvision, is never used)."""
+    import json
+
+    from transformers import BertTokenizer
+
+    from ophclip_testing import SPECIAL, WORDS
+    from remote_code import run_without_project
+
+    if vocabulary == "vocab_file":
+        vocab_file = tmp_path / "vocab.txt"
+        vocab_file.write_text("\n".join(SPECIAL + WORDS) + "\n")
+        tokenizer = BertTokenizer(str(vocab_file))
+    else:
+        tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(SPECIAL + WORDS)})
+    processor = OphCLIPProcessor(video_processor=OphCLIPVideoProcessor(), tokenizer=tokenizer)
+    folder = tmp_path / "processor"
+    processor.save_pretrained(folder)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 240, 320, 3), dtype=np.uint8)
+    expected = processor(text=["the lens capsule"], videos=[frames])
+    for reloaded in (OphCLIPProcessor.from_pretrained(folder), AutoProcessor.from_pretrained(folder),
+                     AutoProcessor.from_pretrained(folder, trust_remote_code=True)):
+        assert isinstance(reloaded, OphCLIPProcessor)
+        assert reloaded.to_dict() == processor.to_dict()
+        again = reloaded(text=["the lens capsule"], videos=[frames])
+        for key in expected:
+            assert torch.equal(again[key], expected[key]), key
+
+    np.save(tmp_path / "frames.npy", frames)
+    result = run_without_project(RELOAD_SCRIPT.format(folder=str(folder), frames=str(tmp_path / "frames.npy")),
+                                 cwd=tmp_path, env_extra={"HF_MODULES_CACHE": str(tmp_path / "modules")})
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["class"] == "OphCLIPProcessor" and info["module"].startswith("transformers_modules.")
+    assert info["video_processor"] == "OphCLIPVideoProcessor"
+    assert info["torchvision"] == []
+    assert info["input_ids"] == expected["input_ids"].tolist()
+    assert info["pixels"] == pytest.approx(float(expected["pixel_values_videos"].sum()), rel=1e-6)
