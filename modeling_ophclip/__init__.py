@@ -14,6 +14,7 @@ from .modeling_ophclip import (
     OphCLIPOutput,
     OphCLIPPreTrainedModel,
     OphCLIPVideoClassifierOutput,
+    build_zero_shot_classifier,
     set_frozen_batchnorm_to_eval,
 )
 from .processing_ophclip import OphCLIPProcessor, OphCLIPProcessorKwargs
@@ -45,6 +46,7 @@ __all__ = [
     "OphCLIPVideoClassifierOutput",
     "OphCLIPVideoProcessor",
     "OphCLIPVideosKwargs",
+    "build_zero_shot_classifier",
     "set_frozen_batchnorm_to_eval",
 ]
 

@@ -687,7 +687,54 @@ class OphCLIPForVideoClassification(OphCLIPVideoEncoderMixin, OphCLIPPreTrainedM
         )
 
 
+def build_zero_shot_classifier(encode_texts, classes, templates=None, batch_size: int = 256) -> torch.Tensor:
+    r"""
+    Class names × prompt templates → one L2-normalised text embedding per class, the zero-shot classifier (the
+    weights that `logit_scale.exp() * video_embeds @ classifier.T` scores with).
+
+    Every prompt is embedded (in batches of `batch_size`), L2-normalised, averaged over its class and re-normalised,
+    as CLIP's prompt ensembling does. The `ophclip` command, the evaluation protocols and the pipeline all build their
+    classes with it.
+
+    Args:
+        encode_texts (`Callable[[list[str]], torch.Tensor]`):
+            A batch of texts → their embeddings `(n, dim)`, e.g.
+            `lambda t: model.get_text_features(**processor(text=t, return_tensors="pt")).pooler_output`.
+        classes (`list[str]`, or `list[list[str]]` / `dict[str, list[str]]`):
+            Class names, each written into every template; or, per class, its prompts as they are.
+        templates (`list[str]`, *optional*):
+            Format strings with one `{}` for the class name; required with class names.
+        batch_size (`int`, *optional*, defaults to 256):
+            Prompts embedded per call of `encode_texts`.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_classes, dim)`, float32, rows of unit norm.
+    """
+    if isinstance(classes, dict):
+        classes = list(classes.values())
+    classes = list(classes)
+    if not classes:
+        raise ValueError("build_zero_shot_classifier: no classes given")
+    if all(isinstance(c, str) for c in classes):
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError("build_zero_shot_classifier: class names need templates, each with '{}' for the name")
+        prompts = [[template.format(name) for template in templates] for name in classes]
+    else:
+        prompts = [list(texts) for texts in classes]
+        empty = [i for i, texts in enumerate(prompts) if not texts]
+        if empty:
+            raise ValueError(f"build_zero_shot_classifier: no prompt for class(es) at position {empty}")
+    flat = [text for texts in prompts for text in texts]
+    with torch.no_grad():
+        embeds = torch.cat([torch.as_tensor(encode_texts(flat[i : i + batch_size])).float()
+                            for i in range(0, len(flat), batch_size)])
+    embeds = F.normalize(embeds, dim=-1)
+    means = torch.stack([chunk.mean(dim=0) for chunk in embeds.split([len(texts) for texts in prompts])])
+    return F.normalize(means, dim=-1)
+
+
 __all__ = [
+    "build_zero_shot_classifier",
     "OphCLIPPreTrainedModel",
     "OphCLIPModel",
     "OphCLIPForVideoClassification",

@@ -57,8 +57,9 @@ class OphCLIPZeroShotVideoClassificationPipeline(Pipeline):
             One video, or a list of videos (paths/bytes) to classify one after another.
         candidate_labels (`list[str]`):
             The possible classes; at least one.
-        hypothesis_template (`str`, *optional*, defaults to `"a surgical video of {}."`):
-            The text that each label is written into (`"{}"` if the labels are already sentences).
+        hypothesis_template (`str` or `list[str]`, *optional*, defaults to `"a surgical video of {}."`):
+            The text that each label is written into (`"{}"` if the labels are already sentences); several templates
+            are averaged per label (`build_zero_shot_classifier`, as the evaluation protocols do).
         num_frames (`int`, *optional*), fps (`float`, *optional*):
             Override the processor's frame sampling for decoded files.
         tokenizer_kwargs (`dict`, *optional*):
@@ -121,18 +122,34 @@ class OphCLIPZeroShotVideoClassificationPipeline(Pipeline):
             raise ValueError("candidate_labels must be a non-empty list of strings.")
         if isinstance(video, memoryview):
             video = bytes(video)
-        sequences = [hypothesis_template.format(label) for label in candidate_labels]
-        inputs = self.processor(text=sequences, videos=video, num_frames=num_frames, fps=fps, return_tensors="pt",
-                                **(tokenizer_kwargs or {}))
-        inputs = dict(inputs)
+        templates = [hypothesis_template] if isinstance(hypothesis_template, str) else list(hypothesis_template)
+        if not templates or any("{}" not in template for template in templates):
+            raise ValueError(f"hypothesis_template must contain '{{}}' where the label goes, got {hypothesis_template!r}")
+        inputs = dict(self.processor(videos=video, num_frames=num_frames, fps=fps, return_tensors="pt"))
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
         inputs["candidate_labels"] = list(candidate_labels)
+        inputs["templates"] = templates
+        inputs["tokenizer_kwargs"] = dict(tokenizer_kwargs or {})
         return inputs
 
     def _forward(self, model_inputs):
+        import torch.nn.functional as F
+
+        from .modeling_ophclip import build_zero_shot_classifier
+
         candidate_labels = model_inputs.pop("candidate_labels")
-        outputs = self.model(**model_inputs)
-        return {"candidate_labels": candidate_labels, "logits": outputs.logits_per_video}
+        templates = model_inputs.pop("templates")
+        tokenizer_kwargs = model_inputs.pop("tokenizer_kwargs")
+
+        def encode_texts(texts):
+            text_inputs = self.processor(text=texts, return_tensors="pt", **tokenizer_kwargs)
+            text_inputs = {name: value.to(self.model.device) for name, value in text_inputs.items()}
+            return self.model.get_text_features(**text_inputs).pooler_output
+
+        classifier = build_zero_shot_classifier(encode_texts, candidate_labels, templates)
+        video = self.model.get_video_features(**model_inputs).pooler_output
+        logits = self.model.logit_scale.exp().float() * F.normalize(video.float(), dim=-1) @ classifier.t()
+        return {"candidate_labels": candidate_labels, "logits": logits}
 
     def postprocess(self, model_outputs):
         candidate_labels = model_outputs["candidate_labels"]

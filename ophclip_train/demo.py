@@ -180,15 +180,17 @@ def phase_frames(benchmark_root: Path, out: Path) -> list[tuple[str, Path]]:
 def attention_maps(model_dir: Path, benchmark_root: Path, out: Path) -> list[Path]:
     """Grad-CAM of the model for each phase's prompt sentence on a frame of that phase (`ophclip attention`)."""
     from evaluate_suite.registry import get_benchmark
-    from modeling_ophclip.cli import main as ophclip
 
     texts = get_benchmark(PHASE_BENCHMARK).class_texts()
     written = []
     for name, frame in phase_frames(benchmark_root, out / "frames"):
         target = out / frame.stem
-        if ophclip(["attention", str(frame), "--model", str(model_dir), "--text", texts[name][0],
-                    "--output-dir", str(target), "--device", "cpu"]) != 0:
-            raise DemoError(f"ophclip attention failed for {frame}")
+        # The command, as a user runs it (the demo sits on the libraries; the command sits above them).
+        command = [sys.executable, "-m", "ophclip_cli", "attention", str(frame), "--model", str(model_dir), "--text",
+                   texts[name][0], "--output-dir", str(target), "--device", "cpu"]
+        completed = subprocess.run(command, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise DemoError(f"ophclip attention failed for {frame}: {completed.stderr.strip()[-500:]}")
         written += sorted(target.glob("*.png"))
     return written + [tile_images(written, out / "overview.png")]
 

@@ -549,3 +549,32 @@ def test_vit_config_through_dicts():
                                intermediate_size=37),
         projection_dim=32)
     assert isinstance(config.vision_config, CLIPVisionConfig) and config.vision_hidden_size == 32
+
+
+def test_build_zero_shot_classifier_names_times_templates_and_prompt_lists():
+    """Class names × templates (or per-class prompt lists) -> normalised mean of the normalised prompt embeddings,
+    batched; the same classifier whichever way the prompts are given."""
+    from modeling_ophclip import build_zero_shot_classifier
+
+    table = {}
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return torch.stack([table.setdefault(t, torch.randn(6, generator=torch.Generator().manual_seed(len(table))))
+                            for t in texts]) * 3.0  # un-normalised on purpose
+
+    templates = ["a video of {}.", "the {} phase."]
+    by_names = build_zero_shot_classifier(encode, ["rhexis", "phaco", "incision"], templates, batch_size=4)
+    assert by_names.shape == (3, 6) and by_names.dtype == torch.float32
+    assert calls == [4, 2]  # 6 prompts in batches of 4
+    expected = F.normalize(torch.stack([F.normalize(torch.stack([table[t.format(n)] for t in templates]), dim=-1)
+                                        .mean(0) for n in ["rhexis", "phaco", "incision"]]), dim=-1)
+    torch.testing.assert_close(by_names, expected)
+    as_lists = build_zero_shot_classifier(encode, {n: [t.format(n) for t in templates] for n in ["rhexis", "phaco",
+                                                                                              "incision"]})
+    torch.testing.assert_close(as_lists, by_names)
+    with pytest.raises(ValueError, match="need templates"):
+        build_zero_shot_classifier(encode, ["rhexis"])
+    with pytest.raises(ValueError, match="no prompt for class"):
+        build_zero_shot_classifier(encode, [["a"], []])

@@ -1,4 +1,4 @@
-"""Tests of the `ophclip` command (modeling_ophclip/cli.py) on a tiny random OphCLIP and a few small mp4 files."""
+"""Tests of the `ophclip` command (the `ophclip_cli` package) on a tiny random OphCLIP and a few small mp4 files."""
 
 import csv
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modeling_ophclip import OphCLIPModel
-from modeling_ophclip.cli import build_parser, main
+from ophclip_cli import build_parser, main
 from ophclip_testing import OphCLIPModelTester, tiny_processor, write_test_video
 
 
@@ -95,7 +95,7 @@ def test_top_level_help_lists_commands(capsys):
 
 
 def test_module_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "modeling_ophclip.cli", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "ophclip_cli", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "zero-shot" in result.stdout
 
@@ -277,7 +277,8 @@ def test_attention_video(fixtures, tmp_path, tower, capsys):
 
 
 def test_attention_maps_are_text_dependent(fixtures):
-    from modeling_ophclip.cli import attention_vit, encode_texts, gradcam_resnet, load_ophclip
+    from ophclip_cli.common import encode_texts, load_ophclip
+    from ophclip_cli.saliency import attention_vit, gradcam_resnet
 
     for tower, fn in (("resnet", gradcam_resnet), ("vit", attention_vit)):
         model, processor = load_ophclip(fixtures[tower], "cpu", attn_implementation="eager")

@@ -34,17 +34,14 @@ def load_split(spec: BenchmarkSpec, root, split: str, notes: dict | None = None)
 
 
 def prompt_embeddings(encoder, texts_per_class: dict[str, list[str]]) -> np.ndarray:
-    """One embedding per class: every prompt of the class embedded, averaged, re-normalised (open_clip's
-    `build_zero_shot_classifier`). All prompts go through the text tower in one pass. Returns `(C, D)` float32."""
-    names = list(texts_per_class)
-    flat = [text for name in names for text in texts_per_class[name]]
-    counts = [len(texts_per_class[name]) for name in names]
-    if not flat or min(counts) == 0:
-        empty = [name for name, count in zip(names, counts) if count == 0]
+    """One embedding per class: its prompts embedded, averaged, re-normalised
+    (`modeling_ophclip.build_zero_shot_classifier`). Returns `(C, D)` float32."""
+    from modeling_ophclip import build_zero_shot_classifier
+
+    empty = [name for name, texts in texts_per_class.items() if not texts]
+    if not texts_per_class or empty:
         raise ValueError(f"no prompt for class(es) {empty}")
-    embeds = encoder.encode_texts(flat).numpy().astype(np.float32)
-    means = np.stack([chunk.mean(axis=0) for chunk in np.split(embeds, np.cumsum(counts)[:-1])])
-    return l2_normalize(means)
+    return build_zero_shot_classifier(encoder.encode_texts, texts_per_class).numpy().astype(np.float32)
 
 
 def class_embeddings(encoder, spec: BenchmarkSpec, mode: str | None = None) -> np.ndarray:
