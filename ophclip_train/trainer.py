@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evaluate_suite.leaderboard import weights_hash
+
 from . import checkpoint as ckpt
 from .config import PretrainConfig, save_config
 from .data import (build_level_stream, check_ophvl, check_settings_fit_data, required_subsets, scan_silent_videos,
@@ -59,16 +61,6 @@ logger = logging.getLogger("ophclip_train")
 FINAL_DIR = "final"
 LOGS_DIR = "logs"
 PRETRAIN_CONFIG_FILE = "pretraining_config.json"
-
-
-def state_dict_hash(module: torch.nn.Module) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of a module's state dict (parameters and buffers)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
 
 
 def _step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
@@ -534,7 +526,7 @@ class Pretrainer:
     def _dump_final(self, step: int):
         folder = Path(self.config.training.debug_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"rank": self.accelerator.process_index, "step": step, "state_dict_sha256": state_dict_hash(self.unwrapped),
+        record = {"rank": self.accelerator.process_index, "step": step, "state_dict_sha256": weights_hash(self.unwrapped, length=64),
                   "bank_sha256": hashlib.sha256(self.bank.embeddings.numpy().tobytes()).hexdigest()
                   if self.use_bank else None}
         (folder / f"rank{self.accelerator.process_index}_final.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -738,7 +730,8 @@ class Pretrainer:
         progress.close()
         self._report_retrieval_quality()
         final_dir = self._finish(max(start, t.max_steps))
-        return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last}
+        return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last,
+                "weights_hash": weights_hash(self.unwrapped.model)}
 
     @staticmethod
     def _watch_sigterm() -> threading.Event:
@@ -809,7 +802,8 @@ class Pretrainer:
             self.processor.save_pretrained(final_dir)
             save_config(self.config, final_dir / PRETRAIN_CONFIG_FILE)
             self._write_model_card(final_dir)
-            logger.info(f"saved the final model, processor and model card to {final_dir}")
+            logger.info(f"saved the final model, processor and model card to {final_dir}; weights "
+                        f"{weights_hash(model)} (the hash evaluation records and the leaderboard show)")
         if t.debug_dir:
             self._dump_final(step)
         accelerator.wait_for_everyone()
@@ -834,4 +828,4 @@ def run(config: PretrainConfig) -> dict:
     return Pretrainer(config).train()
 
 
-__all__ = ["FINAL_DIR", "LogWindow", "Pretrainer", "push_folder", "run", "state_dict_hash"]
+__all__ = ["FINAL_DIR", "LogWindow", "Pretrainer", "push_folder", "run"]

@@ -240,6 +240,10 @@ def test_end_to_end_single_process(assets, tmp_path):
     reloaded = model.state_dict()
     assert_same_tensors({k: v for k, v in weights(final).items()}, {k: reloaded[k] for k in weights(final)})
     assert json.loads((out / "pretraining_config.json").read_text())["max_steps"] == 4
+    # One weights hash: what training reports is what an evaluation record (and so the leaderboard) shows.
+    from evaluate_suite.models import OphCLIPEncoder
+
+    assert summary["weights_hash"] == OphCLIPEncoder.from_pretrained(final, device="cpu").weights_hash
 
 
 def without(args: list[str], *options: str) -> list[str]:
