@@ -19,7 +19,9 @@ or titled video shows. Each model is scored zero-shot on the held-out benchmark 
 and of clinic B (`--split`, default `test`; use `validation` for any choice of hyperparameters). The table gives
 mean ± standard deviation over seeds of phase accuracy / macro-F1 and instrument mAP per clinic, retrieval
 precision@K for cataract type (first and last logging window of the run, and the chance level) from the hidden
-ground truth, and the wall time of pretraining per run.
+ground truth, where retrieval stands at the end (`diagnose`: with the final model, precision@K of cataract type when
+each title queries the other narrated videos of clinic A, and when it queries the silent videos of clinic B), and the
+wall time of pretraining per run.
 
 Every finished run is recorded in `OUTPUT/runs.jsonl` (one JSON line, written when the run and its evaluation are
 done); a rerun with the same folder skips the recorded runs, so an interrupted ablation resumes. `OUTPUT/table.md`
@@ -74,9 +76,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / "runs" / f"{arm.replace(chr(39), 'p')}-seed{seed}"
+
+
 def run_arm(out: Path, data: Path, tokenizer: Path, arm: str, seed: int, max_steps: int, split: str) -> dict:
     """Pretrain one arm with one seed, evaluate it on both clinics, return its record."""
-    run_dir = out / "runs" / f"{arm.replace(chr(39), 'p')}-seed{seed}"
+    run_dir = _run_dir(out, arm, seed)
     began = time.perf_counter()
     if run_dir.exists():  # a half-finished run of an interrupted ablation starts again, with the same seed
         shutil.rmtree(run_dir)
@@ -93,7 +99,49 @@ def run_arm(out: Path, data: Path, tokenizer: Path, arm: str, seed: int, max_ste
         record["precision_last"] = precision[-1]["video/retrieval_precision_cataract"]
         record["precision_chance"] = precision[-1]["video/retrieval_chance_cataract"]
         record["precision_phases_last"] = precision[-1]["video/retrieval_precision_phases"]
+    record["diagnosis"] = diagnose(final, data, demo.TRAINING_OPTIONS["retrieval_k"])
     return record
+
+
+def diagnose(final: Path, data: Path, k: int) -> dict:
+    """Where retrieval stands at the end of a run: with the final model, each narrated video's title summary queries
+    (a) the other narrated videos (clinic A) and (b) the silent videos (clinic B) by inner product; precision@K of the
+    cataract type against the hidden ground truth, with chance levels. (a) asks whether the model ties titles to
+    cataract looks at all; (b) whether that survives the domain shift that retrieval has to cross."""
+    import torch
+
+    from datasets_ophvl import load_ophvl
+    from datasets_ophvl.mini import read_ground_truth
+    from evaluate_suite.models import OphCLIPEncoder
+    from ophclip_train.objectives import retrieval_precision
+
+    encoder = OphCLIPEncoder.from_pretrained(final, device="cpu")
+    encoder.max_text_length = demo.TRAINING_OPTIONS["max_text_length"]  # as trained: the whole title summary
+    truth = read_ground_truth(data)
+    num_frames = demo.TRAINING_OPTIONS["num_frames"]
+
+    def embed(subset):
+        ids, texts, videos = [], [], []
+        for example in load_ophvl(data, subset, num_frames=num_frames):
+            ids.append(example["video_id"])
+            texts.append(example["text"])
+            videos.append(encoder.preprocess(example["frames"]))
+        with torch.no_grad():
+            return ids, texts, encoder.encode_videos(torch.stack(videos))
+
+    narrated_ids, titles, narrated = embed("videos")
+    silent_ids, _, silent = embed("silent")
+    queries = encoder.encode_texts(titles)
+    result = {}
+    for name, ids, bank, own in (("narrated", narrated_ids, narrated, True), ("silent", silent_ids, silent, False)):
+        scores = queries @ bank.t()
+        if own:
+            scores.fill_diagonal_(-float("inf"))  # a title finding its own video says nothing about cataract types
+        top = scores.topk(k, dim=1).indices.tolist()
+        quality = retrieval_precision([truth[v] for v in narrated_ids], [[truth[ids[j]] for j in row] for row in top],
+                                      [truth[v] for v in ids], fields=("cataract",))["cataract"]
+        result[name] = {"precision": quality["precision"], "chance": quality["chance"]}
+    return result
 
 
 def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -109,7 +157,8 @@ def render_table(records: list[dict], arms: list[str]) -> str:
     header = ["arm", "seeds"]
     for clinic in CLINICS:
         header += [f"{clinic} phase acc", f"{clinic} phase F1", f"{clinic} instr. mAP"]
-    header += ["precision@K cataract (first → last)", "chance", "pretrain s/run"]
+    header += ["precision@K cataract (first → last)", "chance", "end: title→narrated A", "end: title→silent B",
+               "pretrain s/run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         rows = [r for r in records if r["arm"] == arm]
@@ -126,6 +175,10 @@ def render_table(records: list[dict], arms: list[str]) -> str:
             cells.append(f"{statistics.fmean(r['precision_chance'] for r in with_precision):.2f}")
         else:
             cells += ["-", "-"]
+        diagnosed = [r["diagnosis"] for r in rows if "diagnosis" in r]
+        for name in ("narrated", "silent"):
+            cells.append(f"{_mean_std([d[name]['precision'] for d in diagnosed], 1, 2)} "
+                         f"(chance {statistics.fmean(d[name]['chance'] for d in diagnosed):.2f})" if diagnosed else "-")
         cells.append(f"{statistics.fmean(r['pretrain_seconds'] for r in rows):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -158,6 +211,14 @@ def main(argv=None) -> int:
             records.append(record)
             with open(log, "a") as f:
                 f.write(json.dumps(record) + "\n")
+    # Records of an older version of this script lack the end-of-run diagnosis: add it from their saved models.
+    missing = [r for r in records if "diagnosis" not in r and _run_dir(out, r["arm"], r["seed"]).joinpath("final").is_dir()]
+    for record in missing:
+        print(f"== diagnosis of {ARMS[record['arm']][0]}, seed {record['seed']} ==", flush=True)
+        record["diagnosis"] = diagnose(_run_dir(out, record["arm"], record["seed"]) / "final", data,
+                                       demo.TRAINING_OPTIONS["retrieval_k"])
+    if missing:
+        _write_atomic(log, "".join(json.dumps(r) + "\n" for r in records))
     chosen = [r for r in records if r["max_steps"] == args.max_steps and r["split"] == args.split
               and r["seed"] in args.seeds]
     table = render_table(chosen, args.arms)
