@@ -18,22 +18,36 @@ def cmd_embed(args) -> int:
     if args.num_frames < 1:
         raise CLIError(f"--num-frames must be at least 1, got {args.num_frames}")
     output = _check_output(args.output, args.overwrite, (".safetensors", ".parquet"))
-    videos = _collect_videos(args.inputs)
-    for video in videos:  # fail on any unreadable input before spending time on the others
-        open_video(video)
+    readable, skipped, reasons = [], [], []
+    for video in _collect_videos(args.inputs):  # unreadable inputs are skipped, named and counted, before any work
+        try:
+            open_video(video)
+            readable.append(video)
+        except CLIError as error:
+            skipped.append(video)
+            reasons.append(str(error))
+    if not readable:
+        raise CLIError(f"none of the {len(skipped)} input video(s) could be read ({reasons[0]})")
+    for reason in reasons:
+        print(f"ophclip embed: warning: skipping {reason}", file=sys.stderr)
     model, processor = load_ophclip(args.model, args.device)
-    embeddings = []
-    for video in _progress(videos, desc="embed", unit="video"):
+    videos, embeddings = [], []
+    for video in _progress(readable, desc="embed", unit="video"):
         try:
             inputs = processor(videos=str(video), num_frames=args.num_frames, return_tensors="pt")
         except ValueError as error:
-            raise CLIError(" ".join(str(error).split())) from None
+            skipped.append(video)
+            print(f"ophclip embed: warning: skipping {str(video)!r}: {' '.join(str(error).split())}", file=sys.stderr)
+            continue
+        videos.append(video)
         with torch.no_grad():
             features = model.get_video_features(
                 inputs["pixel_values_videos"].to(device=model.device, dtype=model.dtype),
                 inputs["frame_mask"].to(model.device),
             ).pooler_output
         embeddings.append(F.normalize(features.float(), dim=-1)[0].cpu())
+    if not embeddings:
+        raise CLIError(f"none of the {len(skipped)} input video(s) could be decoded")
     matrix = torch.stack(embeddings).contiguous()
     paths = [str(v) for v in videos]
     keys = [v.stem for v in videos]
@@ -53,7 +67,8 @@ def cmd_embed(args) -> int:
                           "embedding": pa.array(list(matrix.numpy().astype(np.float32)), type=pa.list_(pa.float32()))})
         table = table.replace_schema_metadata({"model": args.model, "num_frames": str(args.num_frames)})
         pq.write_table(table, str(output))
-    print(f"ophclip embed: wrote {len(paths)} embeddings of dimension {matrix.shape[1]} to {output}")
+    print(f"ophclip embed: wrote {len(paths)} embeddings of dimension {matrix.shape[1]} to {output}"
+          + (f"; skipped {len(skipped)} unreadable video(s): {', '.join(str(v) for v in skipped)}" if skipped else ""))
     return 0
 
 

@@ -43,16 +43,22 @@ def iter_fps_frames(reader, fps: float, batch_size: int):
 
 
 def _collect_videos(inputs: list[str]) -> list[Path]:
-    videos = []
+    """The videos named or found (recursively) in folders, each once (a file given with its folder is not taken
+    twice), in the order given."""
+    videos, seen = [], set()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
             if not found:
                 raise CLIError(f"folder {item!r} holds no video ({', '.join(VIDEO_EXTENSIONS)})")
-            videos.extend(found)
         else:
-            videos.append(path)
+            found = [path]
+        for video in found:
+            key = video.resolve()
+            if key not in seen:
+                seen.add(key)
+                videos.append(video)
     return videos
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -216,10 +217,25 @@ def test_embed_parquet_folder(fixtures, tmp_path):
     assert all(len(e) == 16 for e in table.column("embedding").to_pylist())
 
 
-def test_embed_bad_inputs(fixtures, tmp_path, capfd):
+def test_embed_skips_unreadable_videos_and_duplicates(fixtures, tmp_path, capfd):
+    """An unreadable file among good ones is skipped with a warning naming it and counted in the summary; a file given
+    together with its folder is embedded once; only when nothing is readable is it an error."""
+    from safetensors import safe_open
+
     out = tmp_path / "emb.safetensors"
-    assert run(["embed", fixtures["a"], fixtures["bad"], "--model", fixtures["resnet"], "--output", str(out)]) == 1
-    assert "cannot read video" in one_line_error(capfd, "embed")
+    folder = Path(fixtures["a"]).parent
+    assert run(["embed", fixtures["a"], str(folder), fixtures["bad"], "--model", fixtures["resnet"],
+                "--output", str(out)]) == 0
+    captured = capfd.readouterr()
+    assert f"ophclip embed: warning: skipping cannot read video {fixtures['bad']!r}" in captured.err
+    assert f"skipped 1 unreadable video(s): {fixtures['bad']}" in captured.out
+    with safe_open(str(out), "pt") as f:
+        paths = json.loads(f.metadata()["paths"])
+    assert fixtures["bad"] not in paths and len(paths) == len(set(Path(p).resolve() for p in paths))
+    assert paths[0] == fixtures["a"] and paths.count(fixtures["a"]) == 1
+    out.unlink()
+    assert run(["embed", fixtures["bad"], "--model", fixtures["resnet"], "--output", str(out)]) == 1
+    assert "none of the 1 input video(s) could be read" in one_line_error(capfd, "embed")
     assert run(["embed", fixtures["a"], "--model", fixtures["bert"], "--output", str(out)]) == 1
     one_line_error(capfd, "embed")
     out.write_bytes(b"old")
