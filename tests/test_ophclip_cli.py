@@ -95,6 +95,15 @@ def test_top_level_help_lists_commands(capsys):
             assert action.help, (name, action.dest)
 
 
+def test_help_imports_no_heavy_library():
+    """`ophclip --help` is fast because building the parser imports neither torch nor transformers (checked by what
+    is imported, not by a clock)."""
+    code = ("import sys; from ophclip_cli import build_parser; build_parser(); "
+            "print(sorted({'torch', 'transformers', 'decord', 'matplotlib', 'modeling_ophclip'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "ophclip_cli", "--help"], capture_output=True, text=True,
                             timeout=120)
