@@ -5,7 +5,8 @@
 SRC holds videos (any folder depth) and, optionally, for `case.mp4`: a transcript `case.vtt`, `case.srt` or
 `case.json` (`[{"start", "end", "text"}, ...]`), and a title in `case.title.txt` or in a `titles.json` /
 `titles.csv` table. OUT receives WebDataset shards (`data/clips`, `data/videos`, `data/silent`) and a dataset card
-(`README.md`) that `datasets.load_dataset(OUT, "clips", streaming=True)` and `datasets_ophvl.load_ophvl` read.
+(`README.md`) that `datasets.load_dataset(OUT, "clips", split="train", streaming=True).decode(False)` (raw bytes; without
+`.decode(False)` datasets asks for torchcodec to decode the videos) and `datasets_ophvl.load_ophvl` read.
 
 Before any video is processed, every model a stage will load is looked for: a local folder, or the Hugging Face
 cache for a Hub id (then loaded from there, without the network). Whisper is looked for only when some video has

@@ -1,5 +1,6 @@
 """The dataset card written next to OphVL shards: its YAML `configs:` block makes the folder (or Hub repo) open with
-plain `datasets.load_dataset(path, "clips", streaming=True)`, and its body documents the format and the build."""
+plain `datasets.load_dataset(path, "clips", split="train", streaming=True).decode(False)` (raw bytes), and its body
+documents the format and the build."""
 
 import json
 from pathlib import Path
