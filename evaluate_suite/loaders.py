@@ -421,6 +421,27 @@ def tool_presence_layout(root: Path, split: str, spec, labels_dir: str = "tool_a
 # -- Cataract-21 and CATARACTS 2020: one label per frame --------------------------------------------------------------
 
 
+def _files_per_split_folder(root: Path, labels: str, split: str, spec, split_folders) -> dict:
+    """`{video_id: (annotation file, folder)}` for the files matching the pattern `labels` (with `{folder}` filled by
+    each of the split's folders when `split_folders` maps split names to folders); an error naming the pattern when
+    there is none."""
+    if split_folders is not None:
+        if split not in split_folders:
+            raise ValueError(f"benchmark {spec.name!r} has splits {sorted(split_folders)}, not {split!r}")
+        folders = list(split_folders[split])
+    else:
+        folders = [None]
+    found: dict[str, tuple[Path, str | None]] = {}
+    for folder in folders:
+        fields = {"folder": folder} if folder is not None else {}
+        for video_id, path in find_by_pattern(root, labels, **fields).items():
+            found[video_id] = (path, folder)
+    if not found:
+        raise FileNotFoundError(f"no annotation files matching {labels!r} under {str(root)!r}"
+                                + (f" (folders {folders})" if folders != [None] else ""))
+    return found
+
+
 def frame_labels_layout(root: Path, split: str, spec, labels: str = "{id}.csv", video_path: str = "{id}.mp4",
                         frame_column: str | int = 0, label_column: str | int = 1, header: bool | None = None,
                         delimiter: str | None = None, frame_base: int = 0, label_kind: str = "name",
@@ -439,20 +460,7 @@ def frame_labels_layout(root: Path, split: str, spec, labels: str = "{id}.csv", 
     (whose frame count must cover the labels).
     """
     read = LabelReader(spec, label_kind, label_map, index_base, ignore)
-    if split_folders is not None:
-        if split not in split_folders:
-            raise ValueError(f"benchmark {spec.name!r} has splits {sorted(split_folders)}, not {split!r}")
-        folders = list(split_folders[split])
-    else:
-        folders = [None]
-    found: dict[str, tuple[Path, str | None]] = {}
-    for folder in folders:
-        fields = {"folder": folder} if folder is not None else {}
-        for video_id, path in find_by_pattern(root, labels, **fields).items():
-            found[video_id] = (path, folder)
-    if not found:
-        raise FileNotFoundError(f"no annotation files matching {labels!r} under {str(root)!r}"
-                                + (f" (folders {folders})" if folders != [None] else ""))
+    found = _files_per_split_folder(root, labels, split, spec, split_folders)
     wanted = _split_filter(root, split, spec, meta_split_file)
     report, result = LoadReport(), []
     for video_id, (file, folder) in found.items():
@@ -872,20 +880,7 @@ def frame_sequence_layout(root: Path, split: str, spec, labels: str = "groundTru
                 if len(fields) < 2 or not fields[0].isdigit():
                     raise AnnotationError(f"{mapping_path}:{line}: expected '<id> <name>', got {' '.join(fields)!r}")
                 read(" ".join(fields[1:]), mapping_path, line)
-    if split_folders is not None:
-        if split not in split_folders:
-            raise ValueError(f"benchmark {spec.name!r} has splits {sorted(split_folders)}, not {split!r}")
-        folders = list(split_folders[split])
-    else:
-        folders = [None]
-    found: dict[str, tuple[Path, str | None]] = {}
-    for folder in folders:
-        fields = {"folder": folder} if folder is not None else {}
-        for video_id, path in find_by_pattern(root, labels, **fields).items():
-            found[video_id] = (path, folder)
-    if not found:
-        raise FileNotFoundError(f"no annotation files matching {labels!r} under {str(root)!r}"
-                                + (f" (folders {folders})" if folders != [None] else ""))
+    found = _files_per_split_folder(root, labels, split, spec, split_folders)
     wanted = _split_filter(root, split, spec, meta_split_file)
     report, result = LoadReport(), []
     for video_id, (file, folder) in found.items():
