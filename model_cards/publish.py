@@ -7,8 +7,9 @@ python -m model_cards.publish dataset FOLDER REPO_ID [--dry-run] [--private] [--
 
 or `publish_model(folder, repo_id, ...)` / `publish_dataset(folder, repo_id, ...)`.
 
-1. **Validate** the folder (nothing is sent when it fails): a model folder must load with
-   `AutoConfig.from_pretrained(folder, trust_remote_code=True)`, hold its weights, the remote-code files its
+1. **Validate** the folder (nothing is sent when it fails; nothing in it is run unless `--trust-remote-code`): a
+   model folder's `config.json` must parse and name its model type (its remote code is parsed, not run), it must
+   hold its weights, the remote-code files its
    `auto_map`s name and a model card whose metadata parses, and its `.eval_results/*.yaml` must parse as evaluation
    results; a dataset folder needs a card with a `configs:` block whose data files all match shards in the folder,
    complete shard sets (every `train-NNNNN-of-TTTTT.tar` from 0 to TTTTT-1, one total per folder: a missing shard or
@@ -220,8 +221,47 @@ def _weight_files(folder: Path) -> list[Path]:
     return sorted({path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern) if path.is_file()})
 
 
-def validate_model_folder(folder) -> list[str]:
-    """Check that `folder` is a publishable OphCLIP model; raise `PublishError` if not. Returns notes (non-fatal)."""
+def _check_config(folder: Path, trust_remote_code: bool) -> list[str]:
+    """`config.json` parses and names its model type; it is loaded with `AutoConfig` only when that runs no code of
+    the folder (a model type transformers knows) or when the user trusts the folder's code. Otherwise its remote-code
+    files are only parsed (syntax), never run: validating a folder must not execute what is in it."""
+    import ast
+
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise _invalid(f"{path} does not load: {type(err).__name__}: {err}; expected the JSON that save_pretrained "
+                       "writes") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise _invalid(f"{path} has no model_type; expected the config.json that save_pretrained writes")
+    for name in sorted(_auto_map_files(path)):
+        code = folder / name
+        if code.is_file():
+            try:
+                ast.parse(code.read_text(encoding="utf-8"), filename=str(code))
+            except (SyntaxError, UnicodeDecodeError, ValueError) as err:
+                raise _invalid(f"{code} is not valid Python ({err}); the remote code would not load") from None
+    if model_type in CONFIG_MAPPING or trust_remote_code:
+        try:
+            AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        except Exception as err:  # noqa: BLE001 - whatever stops the config from loading stops the repository too
+            raise _invalid(f"{path} does not load with AutoConfig.from_pretrained"
+                           f"(trust_remote_code={trust_remote_code}): {type(err).__name__}: {err}") from None
+        return []
+    return [f"model type {model_type!r} is remote code: its files were parsed, not run (pass --trust-remote-code "
+            "to load the config with them)"]
+
+
+def validate_model_folder(folder, trust_remote_code: bool = False) -> list[str]:
+    """Check that `folder` is a publishable OphCLIP model; raise `PublishError` if not. Returns notes (non-fatal).
+
+    Nothing in the folder is executed unless `trust_remote_code`: a config of remote-code type is checked statically
+    (its JSON, its model type, the syntax of the code its `auto_map` names)."""
     folder = _check_folder(folder)
     notes = []
     if not (folder / "config.json").is_file():
@@ -229,13 +269,7 @@ def validate_model_folder(folder) -> list[str]:
     if not _weight_files(folder):
         raise _invalid(f"{folder} has no weights: expected model.safetensors (or files matching "
                        f"{', '.join(WEIGHT_PATTERNS)}) beside config.json; save the model with save_pretrained")
-    try:
-        from transformers import AutoConfig
-
-        AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
-    except Exception as err:  # noqa: BLE001 - whatever stops the config from loading stops the repository too
-        raise _invalid(f"{folder}/config.json does not load with AutoConfig.from_pretrained(trust_remote_code=True): "
-                       f"{type(err).__name__}: {err}") from None
+    notes += _check_config(folder, trust_remote_code)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
@@ -339,10 +373,10 @@ def shard_set_problem(folder, files) -> str | None:
 # Planning and pushing
 
 
-def plan_model(folder, repo_id: str) -> PublishPlan:
+def plan_model(folder, repo_id: str, trust_remote_code: bool = False) -> PublishPlan:
     """Validate a model folder and list what a push uploads."""
     _check_repo_id(repo_id)
-    notes = validate_model_folder(folder)
+    notes = validate_model_folder(folder, trust_remote_code=trust_remote_code)
     files, excluded = collect_files(folder)
     return PublishPlan("model", Path(folder), repo_id, files, excluded, notes)
 
@@ -405,15 +439,17 @@ def _publish(plan_fn, folder, repo_id, *, private, dry_run, commit_message, toke
 
 def publish_model(folder, repo_id: str, *, private: bool = False, dry_run: bool = False,
                   commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
-                  out=None) -> PublishResult:
+                  out=None, trust_remote_code: bool = False) -> PublishResult:
     """Validate an OphCLIP model folder (model, processor, remote code, README.md, `.eval_results/`) and push it to
-    the model repository `repo_id` as one commit; with `dry_run`, print the plan and upload nothing.
+    the model repository `repo_id` as one commit; with `dry_run`, print the plan and upload nothing. The folder's
+    code is run (to load its config) only with `trust_remote_code`.
 
     Raises:
         PublishError: the folder is invalid (`exit_code` 2) or the Hub refused or could not be reached (1).
     """
-    return _publish(plan_model, folder, repo_id, private=private, dry_run=dry_run, commit_message=commit_message,
-                    token=token, endpoint=endpoint, out=out or sys.stdout)
+    return _publish(lambda f, r: plan_model(f, r, trust_remote_code=trust_remote_code), folder, repo_id,
+                    private=private, dry_run=dry_run, commit_message=commit_message, token=token, endpoint=endpoint,
+                    out=out or sys.stdout)
 
 
 def publish_dataset(folder, repo_id: str, *, private: bool = False, dry_run: bool = False,
@@ -456,8 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
         "model": ("push an OphCLIP model folder",
                   "Push an OphCLIP model folder (save_pretrained output: config.json, weights, remote-code *.py, "
                   "processor files, README.md model card, .eval_results/*.yaml). Before anything is sent the folder "
-                  "must load with AutoConfig.from_pretrained(FOLDER, trust_remote_code=True), hold its weights and "
-                  "the code its auto_map names, and have a model card whose metadata parses."),
+                  "must hold a config.json with its model type (loaded with AutoConfig only when that runs none of "
+                  "the folder's code, or with --trust-remote-code), its weights and the code its auto_map names, "
+                  "and have a model card whose metadata parses."),
         "dataset": ("push an OphVL-format dataset folder",
                     "Push an OphVL-format dataset folder (README.md with a configs: block, data/<subset>/*.tar "
                     "shards, any other files such as benchmark/). The build's bookkeeping (.ophvl-manifest.json, "
@@ -476,15 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--commit-message", default=None, metavar="TEXT",
                          help="the commit message (default: 'Upload <kind> from <folder name>')")
         sub.add_argument("--token", default=None, help="Hub token (default: $HF_TOKEN or the saved login)")
+        if kind == "model":
+            sub.add_argument("--trust-remote-code", action="store_true",
+                             help="load the config with the folder's own code while validating (it is run); by "
+                                  "default that code is only parsed")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     publish = publish_model if args.kind == "model" else publish_dataset
+    extra = {"trust_remote_code": args.trust_remote_code} if args.kind == "model" else {}
     try:
         publish(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run,
-                commit_message=args.commit_message, token=args.token)
+                commit_message=args.commit_message, token=args.token, **extra)
     except PublishError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -16,6 +16,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from model_cards import PublishError, build_dataset_card, build_model_card, folder_stats, publish_dataset, publish_model
 from model_cards.publish import main as publish_main
+from model_cards.publish import validate_model_folder
 from modeling_ophclip import OphCLIPModel
 from ophclip_testing import OphCLIPModelTester, tiny_processor
 from remote_code import REPO_ROOT, run_without_project
@@ -243,7 +244,7 @@ def test_invalid_folders_are_refused_before_any_request(fake_hub, model_folder, 
 
     (bare / "config.json").write_text("{not json")
     assert publish_main(["model", str(bare), MODEL_ID]) == 2
-    assert "does not load with AutoConfig" in capsys.readouterr().err
+    assert "config.json does not load: JSONDecodeError" in capsys.readouterr().err
 
     for name in ("config.json", "modeling_ophclip.py"):
         (bare / name).write_bytes((model_folder / name).read_bytes())
@@ -404,3 +405,32 @@ def test_fake_hub_runs_as_a_command_and_stops_on_a_stop_file(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_validation_runs_none_of_the_folders_code(model_folder, tmp_path, capsys):
+    """A dry run of a folder whose configuration code has a side effect does not run it (the code is parsed, and a
+    note says so); only --trust-remote-code loads the config with it. A syntax error in that code is refused."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder, folder)
+    marker = tmp_path / "ran.txt"
+    code = folder / "configuration_ophclip.py"
+    code.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + code.read_text())
+    # In a process where modeling_ophclip is not imported, "ophclip" is a remote-code model type.
+    script = (f"import io, sys; from model_cards.publish import publish_model; "
+              f"publish_model({str(folder)!r}, {MODEL_ID!r}, dry_run=True, out=io.StringIO(), "
+              f"trust_remote_code=sys.argv[1] == 'trust'); "
+              f"print(sorted(m for m in sys.modules if m.startswith('modeling_ophclip')))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", script, "no"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists() and result.stdout.strip().splitlines()[-1] == "[]"
+    result = subprocess.run([sys.executable, "-c", script, "trust"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert marker.read_text() == "ran"
+    code.write_text("def broken(:\n")
+    with pytest.raises(PublishError, match="configuration_ophclip.py is not valid Python"):
+        validate_model_folder(folder)
