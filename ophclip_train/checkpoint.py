@@ -54,13 +54,29 @@ def list_checkpoints(output_dir) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(resume: str, output_dir) -> Path:
-    """`"latest"` -> the newest checkpoint under `output_dir`; anything else is a checkpoint folder."""
+def resolve_resume(resume: str, output_dir, check=None) -> Path:
+    """`"latest"` -> the newest checkpoint under `output_dir`; anything else is a checkpoint folder.
+
+    With `check` (e.g. `read_trainer_state`, which raises for an incomplete or damaged checkpoint), `"latest"` falls
+    back to the newest checkpoint that passes it, with a warning naming each one skipped and why (a crash or a full
+    disk can leave the newest one damaged); an explicit folder that fails is an error."""
     if resume == "latest":
         found = list_checkpoints(output_dir)
         if not found:
             raise FileNotFoundError(f"--resume latest: no checkpoint under {checkpoints_root(output_dir)}")
-        return found[-1][1]
+        if check is None:
+            return found[-1][1]
+        problems = []
+        for _, path in reversed(found):
+            try:
+                check(path)
+            except (OSError, ValueError) as error:
+                logger.warning(f"--resume latest: skipping {path}: {error}")
+                problems.append(f"{path.name}: {error}")
+                continue
+            return path
+        raise ValueError(f"--resume latest: no usable checkpoint under {checkpoints_root(output_dir)} "
+                         f"({'; '.join(problems)})")
     path = Path(resume)
     if not (path / TRAINER_STATE).is_file():
         raise FileNotFoundError(f"--resume {resume!r} is not a checkpoint folder (no {TRAINER_STATE})")
@@ -154,6 +170,14 @@ def read_trainer_state(path) -> dict:
         raise ValueError(f"--resume: {path / TRAINER_STATE} is not valid JSON ({error})") from error
     if not isinstance(state, dict) or not isinstance(state.get("global_step"), int) or state["global_step"] < 0:
         raise ValueError(f"--resume: {path / TRAINER_STATE} has no global_step (a step count >= 0)")
+    safetensors_file = path / WEIGHT_FILES[0]
+    if safetensors_file.is_file():
+        # A truncated file (a crash or a full disk mid-write) would surface as a raw SafetensorError at load time.
+        try:
+            saved_weight_shapes(path)
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error type for damaged files
+            raise ValueError(f"--resume: {safetensors_file} is damaged ({type(error).__name__}: {error}); resume from "
+                             "another checkpoint") from None
     return state
 
 

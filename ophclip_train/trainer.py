@@ -557,9 +557,9 @@ class Pretrainer:
         """The checkpoint --resume names, checked before the model is built: complete (`ckpt.read_trainer_state`) and
         not past --max_steps."""
         t = self.config.training
-        path = ckpt.resolve_resume(t.resume, self.output_dir)
         if not self._plain_checkpoints():
-            return path
+            return ckpt.resolve_resume(t.resume, self.output_dir)
+        path = ckpt.resolve_resume(t.resume, self.output_dir, check=ckpt.read_trainer_state)
         state = ckpt.read_trainer_state(path)
         step = state["global_step"]
         if step > t.max_steps:

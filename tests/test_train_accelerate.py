@@ -550,6 +550,27 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(assets, tmp_path):
     assert [r["step"] for r in metrics_of(out) if "level" in r][-1] == 6
 
 
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(assets, tmp_path, caplog):
+    """A newest checkpoint whose model.safetensors was cut short (a crash or a full disk) is skipped by `--resume
+    latest` with a warning naming the file, and the run continues from the previous complete checkpoint; naming the
+    damaged folder itself is an error that names the file."""
+    import logging
+
+    out = tmp_path / "run"
+    args = base_args(assets, out, "--max_steps", "4", "--save_steps", "2", "--no_retrieval")
+    train_in_process(args)
+    damaged = out / "checkpoints" / "step-4" / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-64])
+    with caplog.at_level(logging.WARNING, logger="ophclip_train"):
+        summary = train_in_process([*without(args, "--max_steps"), "--max_steps", "4", "--resume", "latest"])
+    assert summary["global_step"] == 4
+    assert any("skipping" in r.message and "step-4" in r.message and "damaged" in r.message for r in caplog.records)
+    assert [r["step"] for r in metrics_of(out) if "level" in r][-2:] == [3, 4]  # steps 3 and 4 trained again
+    damaged.write_bytes(damaged.read_bytes()[:-64])  # the resumed run saved step 4 again
+    with pytest.raises(ValueError, match=r"step-4/model\.safetensors is damaged \(SafetensorError"):
+        train_in_process([*without(args, "--max_steps"), "--max_steps", "4", "--resume", str(damaged.parent)])
+
+
 def test_resume_with_changed_silent_videos_is_refused(assets, tmp_path):
     """The bank re-reads silent videos by (shard, byte offset, size): a resume over a dataset whose silent shards were
     swapped is refused, naming the video and the shards, instead of encoding another video into that row."""
