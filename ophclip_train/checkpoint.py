@@ -141,7 +141,6 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, dat
 # the learning-rate scheduler (registered for checkpointing, hence accelerate's first custom state).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIMIZER_FILE = "optimizer.bin"
-SCHEDULER_FILE = "custom_checkpoint_0.pkl"
 # Shown per kind of difference in the error for a checkpoint of another model.
 MAX_LISTED = 5
 DDP_PREFIX = "module."
@@ -158,7 +157,7 @@ def read_trainer_state(path) -> dict:
         ValueError: `trainer_state.json` is not JSON or has no integer `global_step`.
     """
     path = Path(path)
-    missing = [name for name in (TRAINER_STATE, OPTIMIZER_FILE, SCHEDULER_FILE) if not (path / name).is_file()]
+    missing = [name for name in (TRAINER_STATE, OPTIMIZER_FILE) if not (path / name).is_file()]
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         missing.insert(0, f"{WEIGHT_FILES[0]} (or {WEIGHT_FILES[1]})")
     if missing:
@@ -170,6 +169,17 @@ def read_trainer_state(path) -> dict:
         raise ValueError(f"--resume: {path / TRAINER_STATE} is not valid JSON ({error})") from error
     if not isinstance(state, dict) or not isinstance(state.get("global_step"), int) or state["global_step"] < 0:
         raise ValueError(f"--resume: {path / TRAINER_STATE} has no global_step (a step count >= 0)")
+    pickles = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+    if pickles:
+        # accelerate would unpickle these with weights_only=False; this trainer never writes them.
+        raise ValueError(f"--resume: the checkpoint {path} holds {', '.join(pickles)}, a pickle that could run code "
+                         "and that train_accelerate.py does not write; it is not loaded: remove it if you trust the "
+                         "folder, or resume from another checkpoint")
+    if not isinstance(state.get("scheduler"), dict):
+        # Checkpoints of earlier versions kept it in a pickle (custom_checkpoint_0.pkl), which is never loaded.
+        raise ValueError(f"--resume: {path / TRAINER_STATE} has no learning-rate scheduler state; checkpoints written "
+                         "before it was kept there hold it in a pickle, which is not loaded (it could run code): start "
+                         "a new run")
     safetensors_file = path / WEIGHT_FILES[0]
     if safetensors_file.is_file():
         # A truncated file (a crash or a full disk mid-write) would surface as a raw SafetensorError at load time.

@@ -174,11 +174,11 @@ class Pretrainer:
             self.processor.save_pretrained(Path(t.debug_dir) / "initial_model")
         optimizer = torch.optim.AdamW(parameter_groups(module, t.weight_decay), lr=t.learning_rate,
                                       betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
-        # Not prepared: accelerate would step it once per process per step; it is saved through
-        # register_for_checkpointing instead.
+        # Not prepared: accelerate would step it once per process per step. Its state (plain numbers) is saved in the
+        # checkpoint's trainer_state.json, not through register_for_checkpointing, whose pickle accelerate loads with
+        # weights_only=False (a crafted checkpoint could run code).
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, c.warmup_steps, t.max_steps)
         self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
         self.unwrapped = self.accelerator.unwrap_model(self.module)
 
     def _check_data(self):
@@ -534,7 +534,8 @@ class Pretrainer:
     # -- checkpoints ----------------------------------------------------------------------------------------------
 
     def _trainer_state(self, step: int) -> dict:
-        return {"global_step": step, "schedule": self.pattern, "schedule_position": step % len(self.pattern),
+        return {"scheduler": self.scheduler.state_dict(),
+                "global_step": step, "schedule": self.pattern, "schedule_position": step % len(self.pattern),
                 "refresh_count": self.refresh_count, "world_size": self.accelerator.num_processes,
                 "seed": self.config.training.seed, "max_steps": self.config.training.max_steps}
 
@@ -583,6 +584,7 @@ class Pretrainer:
             ckpt.check_model_matches(path, self.module)  # before accelerate's strict load and its size-mismatch list
         trainer_state, data_state, bank_dir = ckpt.load_checkpoint(self.accelerator, path)
         step = int(trainer_state["global_step"])
+        self.scheduler.load_state_dict(trainer_state["scheduler"])
         if trainer_state.get("schedule") != self.pattern:
             logger.warning(f"the checkpoint's schedule {trainer_state.get('schedule')} differs from this run's "
                            f"{self.pattern}")

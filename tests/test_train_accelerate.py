@@ -571,6 +571,39 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(assets, tm
         train_in_process([*without(args, "--max_steps"), "--max_steps", "4", "--resume", str(damaged.parent)])
 
 
+def test_resume_runs_no_pickle_from_the_checkpoint(assets, tmp_path):
+    """A crafted checkpoint folder with accelerate's `custom_checkpoint_0.pkl` (which accelerate would unpickle with
+    weights_only=False) is refused on --resume, naming the file, and runs no code; the scheduler state is read from
+    trainer_state.json, so without the pickle the run ends with the weights of an uninterrupted one."""
+    import pickle
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    common = ("--max_steps", "4", "--save_steps", "2", "--no_retrieval")
+    train_in_process(base_args(assets, straight, *common))
+    marker = tmp_path / "code-ran.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    checkpoint = straight / "checkpoints" / "step-2"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Payload()))
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert isinstance(state["scheduler"]["last_epoch"], int)
+    with pytest.raises(ValueError, match=r"holds custom_checkpoint_0\.pkl, a pickle that could run code"):
+        train_in_process(base_args(assets, resumed, *common, "--resume", str(checkpoint)))
+    assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    train_in_process(base_args(assets, resumed, *common, "--resume", str(checkpoint)))
+    assert_same_tensors(weights(straight / "final"), weights(resumed / "final"))
+    # A checkpoint of an earlier version (scheduler only in the pickle) is refused, saying why.
+    del state["scheduler"]
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="has no learning-rate scheduler state"):
+        train_in_process(base_args(assets, tmp_path / "old", *common, "--resume", str(checkpoint)))
+    assert not marker.exists()
+
+
 def test_resume_with_changed_silent_videos_is_refused(assets, tmp_path):
     """The bank re-reads silent videos by (shard, byte offset, size): a resume over a dataset whose silent shards were
     swapped is refused, naming the video and the shards, instead of encoding another video into that row."""
