@@ -218,7 +218,9 @@ def probe_video(path: Path) -> tuple[float, int]:
 
 def _video_rate(path: Path, fps: float | None) -> tuple[float, int | None] | str:
     """The frame rate to use for a video: `fps` when given (frame count unknown), else the container's rate and frame
-    count, or a skip reason when the container cannot be read."""
+    count, or a skip reason when the file is missing or the container cannot be read."""
+    if not path.is_file():
+        return f"video file {path} is missing"
     if fps is not None:
         return float(fps), None
     try:
@@ -490,9 +492,6 @@ def frame_labels_layout(root: Path, split: str, spec, labels: str = "{id}.csv", 
             continue
         fill = {"folder": folder} if folder is not None else {}
         path = root / video_path.format(id=video_id, **fill)
-        if not path.is_file():
-            report.skip(video_id, f"video file {path} is missing")
-            continue
         resolved = _video_rate(path, fps)
         if isinstance(resolved, str):
             report.skip(video_id, resolved)
@@ -832,9 +831,6 @@ def mask_presence_layout(root: Path, split: str, spec, class_pixels: dict, folde
             report.skip(video_id, f"no label masks in {folder.name}/{labels_dir}")
             continue
         path = root / video_path.format(num=num, id=video_id)
-        if not path.is_file():
-            report.skip(video_id, f"video file {path} is missing")
-            continue
         resolved = _video_rate(path, fps)
         if isinstance(resolved, str):
             report.skip(video_id, resolved)
@@ -896,9 +892,6 @@ def frame_sequence_layout(root: Path, split: str, spec, labels: str = "groundTru
         phases = np.array([read(text, file, number) for number, text in enumerate(lines, start=1)], dtype=np.int64)
         fill = {"folder": folder} if folder is not None else {}
         path = root / video_path.format(id=video_id, **fill)
-        if not path.is_file():
-            report.skip(video_id, f"video file {path} is missing")
-            continue
         resolved = _video_rate(path, fps)
         if isinstance(resolved, str):
             report.skip(video_id, resolved)
