@@ -325,17 +325,21 @@ def check_ophvl(data_path: str, subsets: dict[str, str], num_frames: int = 8, de
                          f"decodable videos (datasets_ophvl.format); {why}")
 
 
-def count_samples(data_path: str, subset: str) -> int | None:
+def count_samples(data_path: str, subset: str, enough: int | None = None) -> int | None:
     """The number of samples (distinct keys with a json member) in a local subset's shards, from the tar headers
-    only; None for a remote dataset (counting would read every shard)."""
+    only, or `enough` as soon as that many are found (a check needs no more, and a large dataset is not read to its
+    end); None for a remote dataset (counting would read every shard)."""
     if "://" in data_path:
         return None
     keys = set()
     for url in _list_subset_shards(data_path, subset, ""):
         try:
             with tarfile.open(url, mode="r:") as tar:
-                keys.update(member.name.rsplit("/", 1)[-1].partition(".")[0] for member in tar
-                            if member.isreg() and member.name.endswith(".json"))
+                for member in tar:
+                    if member.isreg() and member.name.endswith(".json"):
+                        keys.add(member.name.rsplit("/", 1)[-1].partition(".")[0])
+                        if enough is not None and len(keys) >= enough:
+                            return len(keys)
         except (tarfile.TarError, OSError, EOFError):
             continue  # unreadable shards are check_ophvl's and the stream's business
     return len(keys)
@@ -352,7 +356,7 @@ def check_settings_fit_data(data_path: str, pattern, data_args, objectives, worl
     for level, (subset, batch_size, option) in levels.items():
         if level not in pattern:
             continue
-        count = count_samples(data_path, subset)
+        count = count_samples(data_path, subset, enough=batch_size * world_size)
         if count is not None and count // world_size < batch_size:
             problems.append(f"{subset}: {count} samples give each of {world_size} process(es) about "
                             f"{count // world_size}, fewer than {option} {batch_size} (lower {option} or add data)")
@@ -360,7 +364,7 @@ def check_settings_fit_data(data_path: str, pattern, data_args, objectives, worl
         problems.append(f"a global video batch of {data_args.video_batch_size * world_size} has no negatives: the "
                         "video-level loss is 0 (raise --video_batch_size to 2 or more)")
     if "video" in pattern and objectives.retrieval:
-        count = count_samples(data_path, "silent")
+        count = count_samples(data_path, "silent", enough=objectives.retrieval_k)
         if count is not None and count < objectives.retrieval_k:
             problems.append(f"silent: {count} silent videos, fewer than --retrieval_k {objectives.retrieval_k} "
                             "(lower --retrieval_k, add silent videos, or --retrieval false)")

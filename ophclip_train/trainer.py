@@ -254,6 +254,7 @@ class Pretrainer:
         self.bank = bank
         self._bank_table = bank.dataset.select_columns(["shard", "offset", "size"]).to_dict()
         self._bank_ids = list(bank.dataset["video_id"])
+        self._bank_truth = None  # the bank rows' hidden ground truth, looked up once (`_retrieval_quality`)
 
     def _build_bank(self):
         """Index the silent videos and encode all of them (every process its share)."""
@@ -405,8 +406,9 @@ class Pretrainer:
         ids = batch.get("video_id") or [None] * len(indices)
         retrieved_truth = [[truth.get(self._bank_ids[r]) if ok and r >= 0 else None for r, ok in zip(row, valid)]
                            for row, valid in zip(indices.tolist(), mask.tolist())]
-        quality = retrieval_precision([truth.get(v) for v in ids], retrieved_truth,
-                                      [truth.get(v) for v in self._bank_ids])
+        if self._bank_truth is None:
+            self._bank_truth = [truth.get(v) for v in self._bank_ids]
+        quality = retrieval_precision([truth.get(v) for v in ids], retrieved_truth, self._bank_truth)
         metrics = {}
         for name, value in quality.items():
             for kind in ("precision", "chance"):

@@ -4,6 +4,7 @@ truth, the distributed bank refresh, and the per-step video-level loss function.
 """
 
 import math
+from collections import Counter
 from typing import Callable, Sequence
 
 import numpy as np
@@ -107,6 +108,8 @@ def retrieval_precision(query_truth: Sequence[dict | None], retrieved_truth: Seq
     out = {}
     known_bank = [truth for truth in bank_truth if truth is not None]
     for field in fields:
+        # How many bank rows hold each value (lists, e.g. phase sequences, as tuples): chance in O(bank + queries).
+        counts = Counter(_hashable(truth[field]) for truth in known_bank)
         hits = pairs = 0
         chances = []
         for query, retrieved in zip(query_truth, retrieved_truth):
@@ -117,10 +120,14 @@ def retrieval_precision(query_truth: Sequence[dict | None], retrieved_truth: Seq
                     pairs += 1
                     hits += truth[field] == query[field]
             if known_bank:
-                chances.append(sum(truth[field] == query[field] for truth in known_bank) / len(known_bank))
+                chances.append(counts[_hashable(query[field])] / len(known_bank))
         out[field] = {"precision": hits / pairs if pairs else None,
                       "chance": float(np.mean(chances)) if chances else None, "pairs": pairs}
     return out
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def make_video_level_loss_fn(
