@@ -72,11 +72,11 @@ def build_shards(root: Path, clips: int, seconds: float, fps: int, height: int, 
 
 
 def read_member_bytes(root: Path) -> dict[str, bytes]:
-    from datasets_ophvl.shards import iter_tar_samples
+    from datasets_ophvl.shards import read_whole_shard
 
     videos = {}
     for shard in sorted((root / "data" / "clips").glob("train-*.tar")):
-        for key, sample in iter_tar_samples(shard):
+        for key, sample in read_whole_shard(shard):
             videos[key] = sample["mp4"]
     return videos
 

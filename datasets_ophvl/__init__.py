@@ -6,7 +6,8 @@ Importing the package needs no optional dependency: the names below are imported
 - `OphVL`: a `datasets.GeneratorBasedBuilder` streaming the raw shards of one subset (`clips`, `videos`, `silent`)
   from a local folder or `hf://datasets/...`.
 - `load_ophvl`: the same stream decoded to sampled frames; `OphVLCollator` turns examples into model inputs.
-- `skip_counts`: how many bad samples this process skipped, by reason (`SKIP_REASONS`).
+- `skip_counts`: how many bad samples this process skipped, by reason (`SKIP_REASONS`); `reader` is the one shard
+  reader everything above (and the trainer's silent-video scan, and evaluation) reads OphVL through.
 """
 
 import importlib
@@ -15,15 +16,15 @@ import importlib
 _LAZY = {
     "OphVL": ".builder",
     "OphVLConfig": ".builder",
-    "SKIP_REASONS": ".builder",
-    "SkipCounter": ".builder",
-    "skip_counts": ".builder",
+    "SKIP_REASONS": ".reader",
+    "SkipCounter": ".reader",
+    "skip_counts": ".reader",
     "OphVLCollator": ".streaming",
     "VideoDecodeError": ".streaming",
     "decode_sampled_frames": ".streaming",
     "load_ophvl": ".streaming",
     "ShardWriter": ".shards",
-    "iter_tar_samples": ".shards",
+    "read_whole_shard": ".shards",
     "SUBSETS": ".format",
     "validate_record": ".format",
     "record_text": ".format",

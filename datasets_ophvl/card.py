@@ -17,7 +17,8 @@ _BODY = """
 OphVL-format video–language data for ophthalmic surgery, stored as WebDataset tar shards (one folder per subset,
 `<key>.mp4` + `<key>.json` per sample). Open it with the OphCLIP project's `datasets_ophvl.load_ophvl` (decoded,
 sampled frames) or with plain `datasets.load_dataset(path, "clips", split="train", streaming=True).decode(False)`
-(raw mp4 bytes and the json of each sample; `.decode(False)` keeps `datasets` from decoding the mp4 with torchcodec).
+(raw mp4 bytes and the json of each sample; `.decode(False)` keeps `datasets` from decoding the mp4 with torchcodec;
+this generic reader stops at a damaged shard or a malformed json, which `load_ophvl` skips, counts and names).
 
 ## Subsets and fields
 

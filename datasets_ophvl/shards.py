@@ -23,6 +23,7 @@ from .format import SPLIT, SUBSETS, shard_name, validate_record
 
 MANIFEST = ".ophvl-manifest.json"
 # What `finalize` writes (`format.shard_name`), and its temporary files.
+from .reader import RefuseBrokenSamples, iter_shard_samples
 SHARD_NAME = re.compile(rf"^{SPLIT}-\d{{5,}}-of-\d{{5,}}\.tar(\.tmp)?$")
 
 
@@ -45,21 +46,16 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def iter_tar_samples(path):
-    """Yield `(key, {"mp4": bytes, "json": bytes})` from one of our tar files, in order."""
-    with tarfile.open(path, "r") as tar:
-        sample, key = {}, None
-        for member in tar:
-            if not member.isfile():
-                continue
-            member_key, _, ext = member.name.partition(".")
-            if key is not None and member_key != key:
-                yield key, sample
-                sample = {}
-            key = member_key
-            sample[ext] = tar.extractfile(member).read()
-        if key is not None:
-            yield key, sample
+def read_whole_shard(path):
+    """Yield `(key, {"mp4": bytes, "json": bytes})` from one of our own tar files, in order, through OphVL's one
+    reader (`reader.iter_shard_samples`). Made for shards that must be read whole, such as the parts `finalize`
+    re-packs: a broken sample or a shard that ends early raises `reader.BrokenShardError`, naming it, instead of being
+    skipped (a skip there would drop a sample from the dataset without a trace)."""
+    counter, source = RefuseBrokenSamples(), str(path)
+    for key, parts, problem in iter_shard_samples(source, counter=counter, source=source):
+        if problem:
+            counter.add(*problem, key=key, source=source)
+        yield key, parts
 
 
 class ShardWriter:
@@ -195,7 +191,7 @@ class ShardWriter:
     def _repack(self, parts: list[Path], names: list[str]) -> None:
         keys = [key for part in self._manifest["parts"] for key in part["keys"]]
         per_shard = [len(keys) // len(names) + (i < len(keys) % len(names)) for i in range(len(names))]
-        samples = (sample for part in parts for sample in iter_tar_samples(part))
+        samples = (sample for part in parts for sample in read_whole_shard(part))
         for name, count in zip(names, per_shard):
             tmp = self.dir / (name + ".tmp")
             with tarfile.open(tmp, "w") as tar:

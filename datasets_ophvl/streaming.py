@@ -33,7 +33,8 @@ import re
 
 import numpy as np
 
-from .builder import OphVL, skip_counts
+from .builder import OphVL
+from .reader import skip_counts
 
 
 logger = logging.getLogger(__name__)

@@ -21,12 +21,9 @@ must have shards and, locally, a sample that parses and decodes, so that a wrong
 are a clear error instead of a failure at the first step of that level. Single bad samples stay counted skips.
 """
 
-import json
 import logging
 import os
-import tarfile
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
@@ -231,7 +228,7 @@ def _find_readable_sample(urls: list[str], subset: str, sampler, num_frames: int
     from contextlib import closing
 
     from datasets_ophvl import VideoDecodeError, decode_sampled_frames
-    from datasets_ophvl.builder import example_from_sample, iter_shard_samples
+    from datasets_ophvl.reader import example_from_sample, iter_shard_samples
 
     examined = 0
     for url in urls:
@@ -289,7 +286,7 @@ def check_ophvl(data_path: str, subsets: dict[str, str], num_frames: int = 8, de
         ValueError: a subset with no readable sample.
         OSError: shards that cannot be listed (an unknown or unreachable Hub repository) or opened.
     """
-    from datasets_ophvl.builder import SkipCounter
+    from datasets_ophvl.reader import SkipCounter
 
     remote = "://" in data_path
     if not remote and not os.path.exists(data_path):
@@ -331,17 +328,16 @@ def count_samples(data_path: str, subset: str, enough: int | None = None) -> int
     end); None for a remote dataset (counting would read every shard)."""
     if "://" in data_path:
         return None
+    from datasets_ophvl.reader import member_offsets
+
     keys = set()
     for url in _list_subset_shards(data_path, subset, ""):
         try:
-            with tarfile.open(url, mode="r:") as tar:
-                for member in tar:
-                    if member.isreg() and member.name.endswith(".json"):
-                        keys.add(member.name.rsplit("/", 1)[-1].partition(".")[0])
-                        if enough is not None and len(keys) >= enough:
-                            return len(keys)
-        except (tarfile.TarError, OSError, EOFError):
+            keys.update(key for key, ext in member_offsets(url) if ext == "json")
+        except OSError:
             continue  # unreadable shards are check_ophvl's and the stream's business
+        if enough is not None and len(keys) >= enough:
+            return enough
     return len(keys)
 
 
@@ -398,66 +394,34 @@ def _relative(url: str, data_path: str) -> str:
 def scan_silent_videos(data_path: str) -> dict[str, list]:
     """List the silent videos of OphVL at `data_path` with the byte range of each mp4 in its shard.
 
-    Only tar headers and json members are read (a local shard is seeked through; a remote one is read through fsspec).
-    Bad samples (malformed or invalid json, no or empty mp4, duplicate ids) are skipped and counted in
-    `datasets_ophvl.skip_counts` like the builder does.
+    The samples are read and checked by the project's one shard reader (`datasets_ophvl.reader`), so a sample the
+    builder skips is skipped here, for the same reason and counted in `datasets_ophvl.skip_counts`; a second sample
+    with the same `video_id` is skipped too. The byte ranges (for random access by row) come from the tar headers.
 
     Returns:
         Columns `video_id`, `title`, `duration`, `shard` (relative to `data_path` when under it), `offset`, `size`,
         in shard order then tar order (the same on every process).
     """
-    from datasets.utils.file_utils import xopen
-
-    from datasets_ophvl import skip_counts
-    from datasets_ophvl.format import validate_record
+    from datasets_ophvl.reader import iter_shard_examples, member_offsets, skip_counts
 
     columns = {name: [] for name in SILENT_COLUMNS}
     seen = set()
     for url in _shard_urls(data_path):
         source = f"silent/{url.rsplit('/', 1)[-1]}"
-        samples: dict[str, dict] = {}
-        order: list[str] = []
-        try:
-            with xopen(url, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-                for member in tar:
-                    if not member.isreg():
-                        continue
-                    name = member.name[2:] if member.name.startswith("./") else member.name
-                    key, dot, ext = name.partition(".")
-                    if not dot or "/" in name or not key:
-                        skip_counts.add("bad_member_name", f"member {member.name!r}", source=source)
-                        continue
-                    if key not in samples:
-                        samples[key] = {}
-                        order.append(key)
-                    if ext == "json":
-                        samples[key]["json"] = tar.extractfile(member).read() if member.size < (1 << 20) else b""
-                    elif ext == "mp4":
-                        samples[key]["mp4"] = (member.offset_data, member.size)
-        except (tarfile.TarError, EOFError) as error:
-            skip_counts.add("unreadable_shard", f"{type(error).__name__}: {error}", source=source)
-        for key in order:
-            parts = samples[key]
-            if "mp4" not in parts or parts["mp4"][1] == 0:
-                skip_counts.add("missing_mp4" if "mp4" not in parts else "empty_video", key=key, source=source)
+        offsets = member_offsets(url)
+        for example in iter_shard_examples("silent", url, counter=skip_counts, source=source):
+            if example["video_id"] in seen:
+                skip_counts.add("invalid_record", f"duplicate video_id {example['video_id']!r}", key=example["key"],
+                                source=source)
                 continue
-            try:
-                record = json.loads(parts.get("json", b"").decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as error:
-                skip_counts.add("malformed_json", str(error), key=key, source=source)
-                continue
-            problem = validate_record("silent", record)
-            if problem or record["video_id"] in seen:
-                skip_counts.add("invalid_record", problem or f"duplicate video_id {record['video_id']!r}",
-                                key=key, source=source)
-                continue
-            seen.add(record["video_id"])
-            columns["video_id"].append(record["video_id"])
-            columns["title"].append(record.get("title"))
-            columns["duration"].append(float(record["duration"]))
+            seen.add(example["video_id"])
+            offset, size = offsets[(example["key"], "mp4")]
+            columns["video_id"].append(example["video_id"])
+            columns["title"].append(example["title"])
+            columns["duration"].append(example["duration"])
             columns["shard"].append(_relative(url, data_path))
-            columns["offset"].append(int(parts["mp4"][0]))
-            columns["size"].append(int(parts["mp4"][1]))
+            columns["offset"].append(int(offset))
+            columns["size"].append(int(size))
     if not columns["video_id"]:
         raise ValueError(f"no usable silent video under {data_path}")
     return columns

@@ -34,7 +34,7 @@ from datasets_ophvl.curation.silence import speech_coverage
 from datasets_ophvl.curation.summary import parse_summary
 from datasets_ophvl.curation.transcripts import read_transcript
 from datasets_ophvl.format import SUBSETS, validate_record
-from datasets_ophvl.shards import iter_tar_samples
+from datasets_ophvl.shards import read_whole_shard
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +306,7 @@ def read_subsets(out: Path) -> dict[str, dict[str, tuple[bytes, dict]]]:
     for subset in SUBSETS:
         samples = {}
         for shard in sorted((out / "data" / subset).glob("train-*.tar")):
-            for key, sample in iter_tar_samples(shard):
+            for key, sample in read_whole_shard(shard):
                 assert key not in samples, f"{key} twice in {subset}"
                 samples[key] = (sample["mp4"], json.loads(sample["json"]))
         result[subset] = samples
@@ -973,7 +973,7 @@ def _interrupt_finalize(monkeypatch, point: str):
     from datasets_ophvl import shards
 
     if point == "while re-packing":  # after the first new shard is written
-        original = shards.iter_tar_samples
+        original = shards.read_whole_shard
 
         def samples(path):
             for i, sample in enumerate(original(path)):
@@ -981,7 +981,7 @@ def _interrupt_finalize(monkeypatch, point: str):
                     raise Killed()
                 yield sample
 
-        monkeypatch.setattr(shards, "iter_tar_samples", samples)
+        monkeypatch.setattr(shards, "read_whole_shard", samples)
     elif point == "after the new shards, before they are recorded":
         original_repack = shards.ShardWriter._repack
 
@@ -1022,7 +1022,7 @@ def test_finalize_killed_at_any_point_then_rerun_with_another_shard_count(tmp_pa
     shards = ShardWriter(tmp_path, "clips", samples_per_part=1).finalize(shard_multiple=3)
     assert len(shards) == 9 and sorted(p.name for p in folder.glob("*.tar")) == [p.name for p in shards]
     assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("part-")] == []
-    found = [key for shard in shards for key, _ in iter_tar_samples(shard)]
+    found = [key for shard in shards for key, _ in read_whole_shard(shard)]
     assert found == keys
     # Once finished, a rerun with a count that still fits changes nothing.
     assert ShardWriter(tmp_path, "clips").finalize(shard_multiple=9) == shards

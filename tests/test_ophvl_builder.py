@@ -477,9 +477,13 @@ def bad_repo(tmp_path):
             expected[reason] = expected.get(reason, 0) + 1
         _add(tar, "../evil.json", b"{}")
         _add(tar, evil_abs, good_video)
+        # datasets' archive iteration never hands over links, directories or hidden files: not part of any sample,
+        # so a sample whose mp4 is a link arrives without one (D11: the plain path gave `mp4=None`)
         _add(tar, "somedir", kind=tarfile.DIRTYPE)
+        _add(tar, "link.json", json.dumps({**clip_record(4), "video_id": "link"}).encode())
         _add(tar, "link.mp4", kind=tarfile.SYMTYPE, link="/etc/passwd")
         _add(tar, "._good0.mp4", b"resource fork")
+        _add(tar, "sub/inner.mp4", good_video)
         _add(tar, "dup.mp4", good_video)
         _add(tar, "dup.mp4", good_video)
         _add(tar, "dup.json", json.dumps(clip_record(2)).encode())
@@ -488,8 +492,8 @@ def bad_repo(tmp_path):
         video_i, record_i = _good(99)
         _add(tar, "goodlast.mp4", video_i)
         _add(tar, "goodlast.json", record_i)
-    expected.update({"unsafe_member_path": 2, "non_file_member": 2, "bad_member_name": 1, "duplicate_member": 1,
-                     "duplicate_key": 1})
+    expected.update({"unsafe_member_path": 2, "bad_member_name": 1, "duplicate_member": 1, "duplicate_key": 1})
+    expected["missing_mp4"] += 1  # link
     # a shard cut short: the sample before the cut comes through, the one cut is lost
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -535,8 +539,73 @@ def test_raw_builder_skips_only_what_it_can_see(bad_repo, cache_dir):
     assert skip_counts.as_dict() == {reason: n for reason, n in expected.items() if reason not in decoding}
 
 
+def test_every_reader_of_shards_keeps_and_skips_the_same_samples(tmp_path, cache_dir):
+    """Issue 18 item 3 / issue 15 D11: the builder (`load_ophvl`), the trainer's silent-video scan and the retrieval
+    protocol read shards through the one reader, so a hostile shard gives each the same samples and the same skips:
+    a malformed json, a link in place of an mp4, a second mp4, an extra field (datasets' generic reader stops on
+    mixed fields), and a shard cut inside a member."""
+    from evaluate_suite.protocols.retrieval import find_shards, read_samples
+    from ophclip_train.data import scan_silent_videos
+
+    shard_dir = tmp_path / "data" / "silent"
+    shard_dir.mkdir(parents=True)
+    video = encode_video(make_frames(7), fps=FPS)
+
+    def record(key):
+        return json.dumps({**silent_record(0), "video_id": key}).encode()
+
+    with tarfile.open(shard_dir / "train-00000-of-00002.tar", "w") as tar:
+        for key in ("keep0", "malformed", "link", "twice", "extra", "keep1"):
+            _add(tar, f"{key}.json", b"{oops" if key == "malformed" else record(key))
+            if key == "link":
+                _add(tar, "link.mp4", kind=tarfile.SYMTYPE, link="/etc/passwd")
+                continue
+            _add(tar, f"{key}.mp4", video)
+            if key == "twice":
+                _add(tar, "twice.mp4", video)
+            if key == "extra":
+                _add(tar, "extra.cls", b"3")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for key in ("keep2", "cut"):
+            _add(tar, f"{key}.json", record(key))
+            _add(tar, f"{key}.mp4", video)
+    data = buffer.getvalue()
+    (shard_dir / "train-00001-of-00002.tar").write_bytes(data[: data.rfind(b"cut.mp4") + 1024])
+    kept = ["keep0", "extra", "keep1", "keep2"]
+    skipped = {"malformed": "malformed_json", "link": "missing_mp4", "twice": "duplicate_member",
+               "cut": "missing_mp4", "train-00001-of-00002.tar": "unreadable_shard"}
+
+    skip_counts.reset()
+    builder = OphVL(config_name="silent", base_path=str(tmp_path), cache_dir=cache_dir)
+    assert keys_of(builder.as_streaming_dataset(split="train")) == kept
+    counts = skip_counts.as_dict()
+    skip_counts.reset()
+    assert scan_silent_videos(str(tmp_path))["video_id"] == kept
+    assert skip_counts.as_dict() == counts == {"malformed_json": 1, "missing_mp4": 2, "duplicate_member": 1,
+                                               "unreadable_shard": 1}
+    samples, why = read_samples(find_shards(tmp_path, "silent"), "silent", max_clips=None)
+    assert [key for key, _, _ in samples] == kept
+    assert {name: reason.split(":")[0] for name, reason in why.items()} == skipped
+
+
+def test_whole_shard_reads_refuse_what_others_skip(tmp_path):
+    """The shard writer re-packs its own parts with the same reader, but a broken sample there is an error naming
+    it, never a skip: a skip would drop the sample from the dataset without a trace."""
+    from datasets_ophvl.reader import BrokenShardError
+    from datasets_ophvl.shards import read_whole_shard
+
+    part = tmp_path / "part-00000.tar"
+    with tarfile.open(part, "w") as tar:
+        _add(tar, "a.json", b"{}")
+        _add(tar, "a.mp4", b"video")
+        _add(tar, "a.mp4", b"again")
+    with pytest.raises(BrokenShardError, match=r"cannot read sample 'a' in .*part-00000.tar \(duplicate_member\)"):
+        list(read_whole_shard(part))
+
+
 def test_skip_counter_limits_warnings(caplog):
-    from datasets_ophvl.builder import SkipCounter
+    from datasets_ophvl.reader import SkipCounter
 
     counter = SkipCounter(max_warnings_per_reason=2)
     with caplog.at_level(logging.DEBUG, logger="datasets_ophvl"):

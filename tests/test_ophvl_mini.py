@@ -21,7 +21,7 @@ decord = pytest.importorskip("decord")
 
 from datasets_ophvl import mini  # noqa: E402
 from datasets_ophvl.format import SUBSETS, TITLE_SUMMARY_FIELDS, validate_record  # noqa: E402
-from datasets_ophvl.shards import iter_tar_samples  # noqa: E402
+from datasets_ophvl.shards import read_whole_shard  # noqa: E402
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def tiny(tmp_path_factory):
 
 def _samples(root: Path, subset: str):
     for shard in sorted((root / "data" / subset).glob("train-*.tar")):
-        for key, sample in iter_tar_samples(shard):
+        for key, sample in read_whole_shard(shard):
             yield key, json.loads(sample["json"]), sample["mp4"]
 
 

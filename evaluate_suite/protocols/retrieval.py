@@ -15,7 +15,6 @@ seen (or build a held-out set with the OphVL builder); retrieval on training cli
 """
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -41,36 +40,18 @@ def find_shards(root, subset: str = "clips", shards: str | None = None) -> list[
 
 
 def read_samples(shard_paths, subset: str = "clips", max_clips: int | None = DEFAULT_MAX_CLIPS):
-    """`(samples, skipped)`: samples are `(key, mp4 bytes, text)`, at most `max_clips` valid ones, in shard order."""
-    from datasets_ophvl.format import record_text, validate_record
-    from datasets_ophvl.shards import iter_tar_samples
+    """`(samples, skipped)`: samples are `(key, mp4 bytes, text)`, at most `max_clips` valid ones, in shard order;
+    `skipped` maps each skipped sample's key (or an unreadable shard's name) to the reason. Shards are read and checked
+    by OphVL's one reader (`datasets_ophvl.reader`), so a sample training skips is skipped here too."""
+    from datasets_ophvl.reader import SkipRecorder, iter_shard_examples
 
-    samples, skipped = [], {}
+    samples, recorder = [], SkipRecorder()
     for shard in shard_paths:
-        try:
-            for key, sample in iter_tar_samples(shard):
-                if max_clips is not None and len(samples) >= max_clips:
-                    return samples, skipped
-                problem = _sample_problem(subset, sample, validate_record)
-                if problem:
-                    skipped[key] = problem
-                    continue
-                samples.append((key, sample["mp4"], record_text(subset, json.loads(sample["json"]))))
-        except Exception as error:  # an unreadable or truncated tar: keep what was read, report the shard
-            skipped[Path(shard).name] = f"unreadable shard: {_short(error)}"
-    return samples, skipped
-
-
-def _sample_problem(subset, sample, validate_record) -> str | None:
-    if "json" not in sample:
-        return "no .json member"
-    if not sample.get("mp4"):
-        return "no (or an empty) .mp4 member"
-    try:
-        record = json.loads(sample["json"])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return f"malformed json: {_short(error)}"
-    return validate_record(subset, record)
+        for example in iter_shard_examples(subset, str(shard), counter=recorder, source=Path(shard).name):
+            if max_clips is not None and len(samples) >= max_clips:
+                return samples, recorder.skipped
+            samples.append((example["key"], example["video"], example["text"]))
+    return samples, recorder.skipped
 
 
 class ClipVideos(torch.utils.data.Dataset):
