@@ -26,6 +26,14 @@ the usual Hugging Face cache). A finished OUT is only replaced with `--overwrite
 writes. Refused with a one-line error: SRC and OUT that overlap (one inside the other, links resolved), an SRC without
 media files, a README.md in OUT that is not an OphVL dataset card (with `--overwrite`).
 
+Several processes, on one machine or many (OUT on a file system that all of them share):
+`accelerate launch --multi_gpu --num_processes N [--num_machines M --machine_rank R --main_process_ip HOST] -m
+datasets_ophvl.build SRC OUT [options]` (or `torchrun`). The videos are assigned to processes once, largest first to
+the least loaded, and keep their process on resume; each process runs the stages on its own device (Whisper on its
+GPU) and writes its own parts and progress log under `OUT/.ophvl-build/processes/`; once all are done the main process
+renames every part into one set of shards and writes the card. The dataset is the one a single process builds from
+the same folder. A killed build is resumed with the same number of processes.
+
 One bad input never stops the build: a transcript that cannot be read or used (malformed or deeply nested JSON, wrong
 types, non-finite times, no permission) is treated as missing; a sub-folder that cannot be listed, a title file,
 titles table or info.json that cannot be read is left out; a video that cannot be read (`permission denied`), that
@@ -40,6 +48,7 @@ count and every name (`skipped_files`).
 import argparse
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -57,7 +66,7 @@ from .curation.sources import VIDEO_SUFFIXES, Source, SourceProblem, assignments
 from .curation.state import STATE_DIR, BuildState
 from .curation.transcripts import TranscriptError, read_transcript
 from .format import SUBSETS
-from .shards import MANIFEST, SHARD_NAME
+from .shards import MANIFEST, SHARD_NAME, ShardWriter, atomic_write_bytes
 
 
 logger = logging.getLogger("datasets_ophvl.build")
@@ -65,6 +74,178 @@ logger = logging.getLogger("datasets_ophvl.build")
 
 class BuildError(RuntimeError):
     """The build cannot start or go on (bad arguments, an OUT it must not touch)."""
+
+
+class SharedBuildError(BuildError):
+    """A `BuildError` that every process of a distributed build raises alike (the main process prints it once)."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Several processes
+
+
+# Where each process of a distributed build keeps its own progress log and tar parts: `OUT/.ophvl-build/processes/
+# 00001-of-00002/` holds `.ophvl-build/progress.jsonl` and `data/<subset>/part-*.tar` (the same layout as OUT itself,
+# so the one-process bookkeeping classes serve each process unchanged).
+PROCESSES_DIR = "processes"
+PROCESSES_FILE = "processes.json"
+
+
+class Processes:
+    """The processes a launcher (`accelerate launch`, `torchrun`) started for one build, as this one sees them: its
+    `index`, their `count` and its `device`. A plain `python -m datasets_ophvl.build` is one process, without a process
+    group."""
+
+    def __init__(self, index: int = 0, count: int = 1, device: str | None = None, group=None):
+        self.index, self.count, self.device, self._group = index, count, device, group
+
+    @classmethod
+    def from_environment(cls) -> "Processes":
+        """One process unless a launcher set `WORLD_SIZE` above 1; then the process group Accelerate sets up (gloo
+        on CPUs, NCCL on GPUs, across machines as the launcher says) and this process's device."""
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+            return cls()
+        from datetime import timedelta
+
+        import torch
+        import torch.distributed as dist
+        from accelerate import PartialState
+
+        # Without a GPU, Accelerate starts the gloo group only when told the processes are CPU ones.
+        state = PartialState(cpu=not torch.cuda.is_available())
+        # The processes wait for each other before the shards are finalized, and the last one may finish its videos
+        # hours after the first: that wait runs on the CPU (gloo), whatever backend serves the GPUs, with a timeout
+        # longer than any build.
+        group = dist.new_group(backend="gloo", timeout=timedelta(days=30))
+        device = None if state.device.type == "cpu" else str(state.device)  # CPU processes: the stages' default
+        return cls(state.process_index, state.num_processes, device, group)
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def wait_all(self) -> None:
+        """Return once every process has called it."""
+        if self.count > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self._group)
+
+    def gather_text(self, text: str) -> list[str]:
+        """Every process's `text`, in process order (UTF-8 bytes in tensors: nothing is pickled)."""
+        if self.count == 1:
+            return [text]
+        import torch
+        import torch.distributed as dist
+
+        data = torch.tensor(list(text.encode()), dtype=torch.uint8)
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.count)]
+        dist.all_gather(sizes, torch.tensor([len(data)]), group=self._group)
+        longest = max(int(size) for size in sizes)
+        padded = torch.zeros(longest, dtype=torch.uint8)
+        padded[:len(data)] = data
+        gathered = [torch.zeros(longest, dtype=torch.uint8) for _ in range(self.count)]
+        dist.all_gather(gathered, padded, group=self._group)
+        return [bytes(t[:int(size)].tolist()).decode() for t, size in zip(gathered, sizes)]
+
+    def agree(self, failure: Exception | None) -> None:
+        """Raise on every process when the checks failed on any (a process alone would leave the others waiting for
+        it): the first process's message, prefixed with its index when the processes failed differently."""
+        if self.count == 1:
+            if failure is not None:
+                raise failure
+            return
+        messages = self.gather_text("" if failure is None else str(failure))
+        failed = [(index, message) for index, message in enumerate(messages) if message]
+        if failed:
+            index, message = failed[0]
+            alike = len(failed) == self.count and len(set(messages)) == 1
+            raise SharedBuildError(message if alike else f"process {index} of {self.count}: {message}")
+
+    def close(self) -> None:
+        if self.count > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def worker_root(out: Path, index: int, count: int) -> Path:
+    """The folder where process `index` of `count` writes its parts and its progress log."""
+    return Path(out) / STATE_DIR / PROCESSES_DIR / f"{index:05d}-of-{count:05d}"
+
+
+def worker_roots(out: Path, count: int | None = None) -> list[Path]:
+    """The process folders in OUT (those of `count` processes, or all), in process order."""
+    folder = Path(out) / STATE_DIR / PROCESSES_DIR
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(r"\d{5}-of-" + (f"{count:05d}" if count else r"\d{5}"))
+    return sorted(path for path in folder.iterdir() if path.is_dir() and pattern.fullmatch(path.name))
+
+
+def saved_processes(out: Path) -> tuple[int, dict[str, int]]:
+    """How many processes the build in OUT was started with, and which video each was given (1 and none for a
+    one-process build)."""
+    path = Path(out) / STATE_DIR / PROCESSES_FILE
+    if not path.exists():
+        return 1, {}
+    saved = json.loads(path.read_text())
+    return int(saved["processes"]), {video_id: int(index) for video_id, index in saved["assignment"].items()}
+
+
+def assign_videos(sources, count: int, assigned: dict[str, int] | None = None) -> dict[str, int]:
+    """`{video_id: process index}` for `sources`, the same on every process. Videos an earlier run assigned keep their
+    process (its parts may already hold some of their samples); the others go, largest file first, to the process with
+    the fewest bytes so far (ties: the lower index), so that the processes finish at about the same time."""
+    def size(source) -> int:
+        try:
+            return source.path.stat().st_size
+        except OSError:
+            return 0  # the probe stage reports a file it cannot read
+
+    plan = {video_id: index for video_id, index in (assigned or {}).items() if 0 <= index < count}
+    load = [0] * count
+    new = []
+    for source in sources:
+        if source.video_id in plan:
+            load[plan[source.video_id]] += size(source)
+        else:
+            new.append((size(source), source.video_id))
+    for nbytes, video_id in sorted(new, key=lambda pair: (-pair[0], pair[1])):
+        index = min(range(count), key=lambda i: (load[i], i))
+        plan[video_id] = index
+        load[index] += nbytes
+    return plan
+
+
+def record_processes(out: Path, count: int, plan: dict[str, int]) -> None:
+    """Keep the process count and the assignment with the build (before any video is processed), and drop the
+    process folders of a start with another count (which built nothing: `check_output` refuses it otherwise)."""
+    for root in worker_roots(out):
+        if not root.name.endswith(f"-of-{count:05d}"):
+            shutil.rmtree(root)
+    path = Path(out) / STATE_DIR / PROCESSES_FILE
+    if count == 1:
+        if path.exists():
+            path.unlink()
+        return
+    atomic_write_bytes(path, json.dumps({"processes": count, "assignment": plan}, indent=1, sort_keys=True).encode())
+
+
+def load_progress(state: BuildState, order=()) -> BuildState:
+    """Load the videos finished so far into `state.videos`: OUT's own progress log and every process folder's
+    (writes nothing). `order` (video ids) puts those entries first, in that order, so that the statistics of a
+    distributed build list the videos as a one-process build would."""
+    state.load()
+    for root in worker_roots(state.out):
+        worker = BuildState(root)
+        worker.load()
+        state.videos.update(worker.videos)
+    if order:
+        rank = {video_id: i for i, video_id in enumerate(order)}
+        state.videos = dict(sorted(state.videos.items(), key=lambda item: rank.get(item[0], len(rank))))
+    return state
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -140,12 +321,12 @@ def remove_build_output(out: Path) -> None:
 
 def nothing_built(state: BuildState) -> bool:
     """Whether an unfinished build in `state.out` stopped before it built anything: no video recorded in its progress
-    log (`state.load()` first) and no tar part or shard recorded in a subset's manifest. Such a build (a failed
-    start) may be started again with other stages or settings."""
+    logs (`load_progress(state)` first) and no tar part or shard recorded in a subset's manifest, its own or a
+    process folder's. Such a build (a failed start) may be started again with other stages, settings or processes."""
     if state.videos:
         return False
-    for subset in SUBSETS:
-        manifest = state.out / "data" / subset / MANIFEST
+    for subset, root in ((subset, root) for root in [state.out, *worker_roots(state.out)] for subset in SUBSETS):
+        manifest = root / "data" / subset / MANIFEST
         if manifest.exists():
             try:
                 recorded = json.loads(manifest.read_text())
@@ -156,10 +337,11 @@ def nothing_built(state: BuildState) -> bool:
     return True
 
 
-def check_output(out: Path, config: dict, overwrite: bool) -> BuildState:
+def check_output(out: Path, config: dict, overwrite: bool, processes: int = 1) -> BuildState:
     """Check OUT without writing anything: refuse a finished build, a foreign folder, or an unfinished build with
-    other settings that already built something, unless `overwrite`. Returns its state, with the videos finished so
-    far loaded (none when `overwrite`: the old build will be removed)."""
+    other settings or another number of `processes` that already built something, unless `overwrite`. Returns its
+    state, with the videos finished so far (by every process) loaded (none when `overwrite`: the old build will be
+    removed)."""
     state = BuildState(out)
     finished = state.finalized or (not state.exists and (out / "README.md").exists() and (out / "data").exists())
     if overwrite:
@@ -169,7 +351,7 @@ def check_output(out: Path, config: dict, overwrite: bool) -> BuildState:
         raise BuildError(f"{out} holds a finished OphVL dataset; pass --overwrite to rebuild it")
     if out.exists() and any(out.iterdir()) and not state.exists:
         raise BuildError(f"{out} is not empty and holds no unfinished build; choose an empty folder or pass --overwrite")
-    state.load()
+    load_progress(state)
     if state.exists and state.saved_config() not in (None, config):
         if not nothing_built(state):
             raise BuildError(
@@ -177,17 +359,27 @@ def check_output(out: Path, config: dict, overwrite: bool) -> BuildState:
                 "or pass --overwrite to start over"
             )
         logger.info("%s holds a build that stopped before building anything; starting it with these settings", out)
+    started_with = saved_processes(out)[0] if state.exists else processes
+    if started_with != processes and not nothing_built(state):
+        # Each process resumes its own videos from its own parts: another count would orphan or duplicate them.
+        how = "with plain python -m datasets_ophvl.build" if started_with == 1 else \
+            f"with accelerate launch --num_processes {started_with} (over all machines)"
+        raise BuildError(f"{out} holds an unfinished build started by {started_with} process"
+                         f"{'es' if started_with != 1 else ''}, not {processes}; resume it {how}, or pass --overwrite "
+                         "to start over")
     return state
 
 
-def start_output(out: Path, config: dict, overwrite: bool) -> BuildState:
+def start_output(out: Path, config: dict, overwrite: bool, processes: int = 1,
+                 plan: dict[str, int] | None = None) -> BuildState:
     """The first writes of a build, once every check has passed: remove the old build (`overwrite`), create OUT and
-    its bookkeeping."""
+    its bookkeeping (with several `processes`, their count and `plan`, which process builds which video)."""
     if overwrite:
         remove_build_output(out)  # only what a build writes; anything else the user keeps in OUT stays
     out.mkdir(parents=True, exist_ok=True)
     state = BuildState(out)
     state.start(config)
+    record_processes(out, processes, plan or {})
     return state
 
 
@@ -467,71 +659,120 @@ def summary_table(report: dict, out=None, shown: int = 3) -> str:
     return "\n".join(lines)
 
 
+def finalize_processes(out: Path, write, count: int, shard_multiple: int) -> dict:
+    """The main process's last step of a distributed build: take every process's finished parts into OUT's own
+    `data/<subset>/` (renamed in process order, recorded before they move), then finalize them as one set of
+    `train-XXXXX-of-NNNNN.tar` shards. Rerun after a kill, it takes only what it had not taken yet. Returns
+    `{subset: {"samples": n, "shards": n}}`, as `WriteStage.finalize` does."""
+    stats = {}
+    for subset in SUBSETS:
+        writer = ShardWriter(out, subset, write.settings.samples_per_part)
+        if not writer.finalized:
+            for root in worker_roots(out, count):
+                writer.adopt_parts(root / "data" / subset)
+        shards = writer.finalize(shard_multiple)
+        stats[subset] = {"samples": len(writer.done_keys), "shards": len(shards)}
+    return stats
+
+
 def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1, pretty_name: str | None = None,
-          license: str = "other", progress: bool = True, fail_fast: bool = False) -> dict:
+          license: str = "other", progress: bool = True, fail_fast: bool = False,
+          processes: Processes | None = None) -> dict | None:
     """Build an OphVL dataset in `out` from the media under `src` with `stages` (instances, in pipeline order).
 
-    Returns the report: statistics, per-subset sample and shard counts, skip counts by reason, stage settings."""
+    With several `processes` (default: those a launcher started, see `Processes.from_environment`) each process builds
+    its share of the videos into its own folder under `OUT/.ophvl-build/processes/`, on its own device, and the main
+    process finalizes them all into one dataset once every process is done.
+
+    Returns the report: statistics, per-subset sample and shard counts, skip counts by reason, stage settings (None
+    on the processes other than the main one)."""
+    processes = processes or Processes.from_environment()
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise BuildError(f"source folder {src} does not exist")
-    check_folders(src, out)
-    if shard_multiple < 1:
-        raise BuildError(f"--shard-multiple must be >= 1, got {shard_multiple}")
-    names = [stage.name for stage in stages]
-    if names != [n for n in STAGE_ORDER if n in names]:
-        raise BuildError(f"stages must be in pipeline order {STAGE_ORDER}, got {names}")
     source_problems: list[SourceProblem] = []  # what discovery could not read: logged, counted, named in the report
-    media = find_media(src, exclude=out, problems=source_problems)
-    if not media:
-        unread = ""
-        if source_problems:
-            shown = "; ".join(str(problem) for problem in source_problems[:3])
-            more = f" and {len(source_problems) - 3} more" if len(source_problems) > 3 else ""
-            unread = f"; could not read {shown}{more}"
-        raise BuildError(f"{src} holds no media files: expected videos ending in {', '.join(VIDEO_SUFFIXES)} "
-                         f"(searched in all sub-folders except hidden ones){unread}")
-    config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
-    # Everything that can refuse the build runs before OUT is written: a failed start leaves OUT as it was.
-    state = check_output(out, config, overwrite)
+    failure = None
+    try:
+        if not src.is_dir():
+            raise BuildError(f"source folder {src} does not exist")
+        check_folders(src, out)
+        if shard_multiple < 1:
+            raise BuildError(f"--shard-multiple must be >= 1, got {shard_multiple}")
+        names = [stage.name for stage in stages]
+        if names != [n for n in STAGE_ORDER if n in names]:
+            raise BuildError(f"stages must be in pipeline order {STAGE_ORDER}, got {names}")
+        media = find_media(src, exclude=out, problems=source_problems)
+        if not media:
+            unread = ""
+            if source_problems:
+                shown = "; ".join(str(problem) for problem in source_problems[:3])
+                more = f" and {len(source_problems) - 3} more" if len(source_problems) > 3 else ""
+                unread = f"; could not read {shown}{more}"
+            raise BuildError(f"{src} holds no media files: expected videos ending in {', '.join(VIDEO_SUFFIXES)} "
+                             f"(searched in all sub-folders except hidden ones){unread}")
+        config = json.loads(json.dumps({"stages": stage_config(stages)}))  # as it reads back from config.json
+        # Everything that can refuse the build runs before OUT is written: a failed start leaves OUT as it was. Every
+        # process checks (reading only) and they agree before the main process writes.
+        state = check_output(out, config, overwrite, processes.count)
 
-    # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
-    assigned = state.saved_sources() if not overwrite else {}
-    sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys(),
-                       problems=source_problems)
-    todo = [source for source in sources if source.video_id not in state]
-    check_models(stages, todo, src)
+        # Ids and keys given by earlier runs stay with their files; new files get others (see `discover`).
+        assigned = state.saved_sources() if not overwrite else {}
+        sources = discover(src, exclude=out, paths=media, assigned=assigned, reserved=state.recorded_keys(),
+                           problems=source_problems)
+        todo = [source for source in sources if source.video_id not in state]
+        check_models(stages, todo, src)
+        plan = {}
+        if processes.count > 1:
+            planned = saved_processes(out) if state.exists and not overwrite else (processes.count, {})
+            plan = assign_videos(sources, processes.count, planned[1] if planned[0] == processes.count else {})
+    except (BuildError, StageSetupError) as error:
+        failure = error
+    processes.agree(failure)
 
-    state = start_output(out, config, overwrite)
+    if processes.is_main:
+        state = start_output(out, config, overwrite, processes.count, plan)
+        given = {**assigned, **assignments(src, sources)}
+        if given != state.saved_sources():
+            state.save_sources(given)  # before any video is processed: a kill cannot lose them
+    processes.wait_all()  # OUT is ready (and an old build removed) before any process writes in it
+    if processes.count > 1:
+        root = worker_root(out, processes.index, processes.count)
+        log = BuildState(root)  # this process's own progress log, beside its own parts
+        log.start(config)
+        mine = [source for source in todo if plan[source.video_id] == processes.index]
+        for stage in stages:
+            settings = getattr(stage, "settings", None)
+            if processes.device and hasattr(settings, "device") and settings.device is None:
+                settings.device = processes.device  # its own GPU (the default would be the first); not in config
+    else:
+        root, log, mine = out, state, todo
     write = next((stage for stage in stages if stage.name == "write"), None)
     if write is not None:
-        write.open(out)
+        write.open(root)
+    bars = progress and processes.is_main  # one set of progress bars, the main process's
     for stage in stages:
         if hasattr(stage, "progress"):
-            stage.progress = progress
-    given = {**assigned, **assignments(src, sources)}
-    if given != state.saved_sources():
-        state.save_sources(given)  # before any video is processed: a kill cannot lose them
-    logger.info("%d media files in %s, %d already done", len(sources), src, len(sources) - len(todo))
+            stage.progress = bars
+    logger.info("%d media files in %s, %d already done, %d to do in process %d of %d", len(sources), src,
+                len(sources) - len(todo), len(mine), processes.index, processes.count)
     pending: list[dict] = []  # written, but not all in finished parts yet
 
     def commit(force: bool = False):
         for entry in list(pending):
             if force or all(write.flushed(subset, key) for subset, key in entry["keys"]):
-                state.record(entry)
+                log.record(entry)
                 pending.remove(entry)
 
     from tqdm.auto import tqdm
 
+    desc = "videos" if processes.count == 1 else f"videos (process 0 of {processes.count})"
     try:
-        for source in tqdm(todo, desc="videos", unit="video", disable=not progress):
+        for source in tqdm(mine, desc=desc, unit="video", disable=not bars):
             item = make_item(source)
             if write is not None:
                 item.already_written = write.contains
             item, skip = run_stages(item, stages, fail_fast)
             entry = video_entry(item, skip, write)
             if skip or write is None or not entry["keys"]:
-                state.record(entry)
+                log.record(entry)
             else:
                 pending.append(entry)
             if write is not None:
@@ -543,8 +784,22 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
         for stage in stages:
             getattr(stage, "close", lambda: None)()
 
+    if processes.count > 1:
+        processes.wait_all()  # every process has recorded its videos in finished parts
+        if not processes.is_main:
+            processes.wait_all()  # until the main process has finalized the dataset
+            return None
+        state = load_progress(BuildState(out), order=[source.video_id for source in sources])
+        missing = [source.video_id for source in sources if source.video_id not in state]
+        if missing:
+            # Another process's folder is not where this one looks: OUT is a folder of each machine's own disk.
+            first = worker_root(out, plan[missing[0]], processes.count)
+            raise BuildError(f"{len(missing)} video(s) that other processes built are not recorded in {out}, e.g. "
+                             f"{missing[0]!r} in {first}; expected OUT on a file system that every machine shares")
+        subsets = finalize_processes(out, write, processes.count, shard_multiple) if write is not None else {}
+    else:
+        subsets = write.finalize(shard_multiple) if write is not None else {}
     stats, skipped, problems = summarize(state, source_problems)
-    subsets = write.finalize(shard_multiple) if write is not None else {}
     report = {"subsets": subsets, "stats": stats, "skipped": skipped, "problems": problems, "stages": config["stages"],
               "skipped_files": skipped_files(state, source_problems, sources, src)}
     if write is not None:
@@ -552,10 +807,9 @@ def build(src, out, stages, *, overwrite: bool = False, shard_multiple: int = 1,
 
         write_dataset_card(out, pretty_name=pretty_name or out.name, stats=subsets, skipped=skipped,
                            build={"stages": config["stages"], "statistics": stats}, license=license)
-    from .shards import atomic_write_bytes
-
     atomic_write_bytes(state.dir / "report.json", json.dumps(report, indent=1, sort_keys=True).encode())
     state.mark_finalized()
+    processes.wait_all()  # the others return once the dataset is complete
     return report
 
 
@@ -597,7 +851,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fill-mask-model", metavar="ID", help="fill-mask model id or folder that arbitrates uncertain "
                    "term corrections in the denoise stage (same as --set denoise.fill_mask_model=ID)")
     p.add_argument("--device", metavar="DEV", help="device for every model (cuda:0, cpu; default: the first GPU, else "
-                   "cpu); a stage's own `device` setting wins")
+                   "cpu, and each process's own GPU under accelerate launch); a stage's own `device` setting wins")
     p.add_argument("--samples-per-part", type=int, metavar="N", help="samples per tar part while writing "
                    "(default 64; same as --set write.samples_per_part=N)")
     p.add_argument("--shard-multiple", type=int, default=1, metavar="N", help="make the shard count of each subset "
@@ -657,6 +911,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    processes = Processes.from_environment()  # several under `accelerate launch` / `torchrun`
+    stages = None
     try:
         names, options = options_from_args(args)
         try:
@@ -665,10 +921,16 @@ def main(argv=None) -> int:
             raise BuildError(str(error).strip('"')) from None
         report = build(args.src, args.out, stages, overwrite=args.overwrite, shard_multiple=args.shard_multiple,
                        pretty_name=args.name, license=args.license, progress=not args.no_progress,
-                       fail_fast=args.fail_fast)
+                       fail_fast=args.fail_fast, processes=processes)
     except (BuildError, StageSetupError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        # An error in the arguments, or one the processes agreed on, is the same everywhere: said once.
+        if processes.is_main or not (stages is None or isinstance(error, SharedBuildError)):
+            print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        processes.close()
+    if report is None:
+        return 0  # not the main process: the main one finalizes and prints the summary
     if args.json:
         keys = ("subsets", "stats", "skipped", "skipped_files", "problems")
         print(json.dumps({k: report[k] for k in keys if report[k] not in ([], {})}, indent=1))

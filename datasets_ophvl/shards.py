@@ -8,6 +8,10 @@ duplicated and nothing is lost. `finalize` renames (or, to reach a multiple of t
 into `train-00000-of-NNNNN.tar` files. The manifest says which set is the data at every moment (the parts until the
 shards are recorded, the shards after): whatever is not in it is removed on restart, so a finalize killed at any point
 and rerun, even with another shard count, never leaves two sets side by side (samples read twice).
+
+A build spread over several processes gives each its own writer in its own folder; at the end one writer takes the
+others' finished parts in as its own (`adopt_parts`: recorded first, then renamed, so a kill in between is completed
+on restart) and finalizes them all as one set.
 """
 
 import io
@@ -19,11 +23,11 @@ import tarfile
 from pathlib import Path
 
 from .format import SPLIT, SUBSETS, shard_name, validate_record
+from .reader import RefuseBrokenSamples, iter_shard_samples
 
 
 MANIFEST = ".ophvl-manifest.json"
 # What `finalize` writes (`format.shard_name`), and its temporary files.
-from .reader import RefuseBrokenSamples, iter_shard_samples
 SHARD_NAME = re.compile(rf"^{SPLIT}-\d{{5,}}-of-\d{{5,}}\.tar(\.tmp)?$")
 
 
@@ -96,6 +100,7 @@ class ShardWriter:
         output of a finalize that was killed before it was recorded; a rerun may choose another shard count, so these
         would be read beside the new ones) are removed. Finalized: pending renames are done, then everything that is
         not one of the recorded shards goes: parts, temporary files, shards of another count."""
+        self._finish_moves()
         if self.finalized:
             # Finish a finalize that was interrupted: pending renames first, then parts that were re-packed.
             for part, name in self._manifest.get("renames", {}).items():
@@ -112,6 +117,64 @@ class ShardWriter:
             if (path.name.endswith(".tmp") or (path.name.startswith("part-") and path.name not in known)
                     or SHARD_NAME.match(path.name)):
                 path.unlink()
+
+    def _finish_moves(self):
+        """Complete the renames of parts taken from other writers (`adopt_parts`) that a kill interrupted: the
+        manifest already counts them as this writer's parts, so they must be here before anything is cleaned."""
+        moves = self._manifest.get("moves")
+        if not moves:
+            return
+        for name, origin in moves.items():
+            source, target = self.dir / origin, self.dir / name
+            if source.exists():
+                os.replace(source, target)
+            elif not target.exists():
+                raise RuntimeError(f"part {origin} (to become {target}) is missing: it was recorded as taken into "
+                                   f"{self.dir} but is neither there nor in its old place")
+        del self._manifest["moves"]
+        self._save_manifest()
+
+    def adopt_parts(self, folder) -> list[str]:
+        """Take the finished parts of another writer of this subset (`folder`: its `data/<subset>/`, on the same file
+        system) in as this writer's next parts, by renaming them; returns their new names.
+
+        Each part is recorded here (with its keys, and where it comes from) before it is moved, and a part once taken
+        is remembered by its origin, so adopting the same folder again (a rerun after a kill) takes only what is new.
+        A key this writer already holds is refused: the processes of a build write disjoint sets of videos."""
+        if self.finalized:
+            raise RuntimeError(f"the {self.subset} shards in {self.dir} are finalized; cannot take in more parts")
+        self.flush()
+        folder = Path(folder)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.exists():
+            return []
+        recorded = json.loads(manifest_path.read_text())
+        if recorded.get("shards") is not None:
+            raise RuntimeError(f"{folder} holds finalized shards, not parts; expected the parts of an unfinished "
+                               "writer")
+        origin = Path(os.path.relpath(folder, self.dir)).as_posix()
+        taken = self._manifest.get("adopted", {}).get(origin, [])
+        new = [part for part in recorded["parts"] if part["name"] not in taken]
+        held = set(self.done_keys)
+        for part in new:  # all checked before anything changes
+            twice = sorted(held & set(part["keys"]))
+            if twice:
+                raise ValueError(f"{folder / part['name']} holds {len(twice)} sample key(s) that {self.dir} already "
+                                 f"holds, e.g. {twice[0]!r}; expected every process to write other videos")
+            held.update(part["keys"])
+        moves, names = {}, []
+        for part in new:
+            name = f"part-{len(self._manifest['parts']):05d}.tar"
+            self._manifest["parts"].append({"name": name, "keys": list(part["keys"])})
+            moves[name] = f"{origin}/{part['name']}"
+            names.append(name)
+        self.done_keys = held
+        if moves:
+            self._manifest.setdefault("adopted", {})[origin] = [*taken, *(part["name"] for part in new)]
+            self._manifest["moves"] = moves
+            self._save_manifest()  # recorded before moving: a kill from here on is completed by `_finish_moves`
+            self._finish_moves()
+        return names
 
     def _save_manifest(self):
         atomic_write_bytes(self._manifest_path, json.dumps(self._manifest, indent=1).encode())
