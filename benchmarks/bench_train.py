@@ -20,10 +20,11 @@ before timing), on the device accelerate picks (`--cpu` forces the CPU) and at `
 Timings are medians over the timed steps of each kind, in wall-clock and in process CPU time (steadier when other
 work shares the cores); the side-by-side overhead is `loop / bare - 1`. On CUDA every clock read (step start and end,
 the in-step timers) waits for the GPU first (`torch.cuda.synchronize`), so a time is the work's, not its launch's. On a
-shared machine single steps vary by tens of percent, so each loop step is also split from the inside: the model's
-share (forward + loss + backward inside `CachedFeatureAccumulator.accumulate_step`, and the AdamW step) is timed, and
-the rest of the step is the loop's own work: the **in-step overhead** `(step - model) / model`, measured under the
-same machine conditions as the model work it is compared with. The `data` column is the share of it spent reading,
+shared machine single steps vary by tens of percent, so each loop step is also split from the inside, by the
+trainer's timing hooks (`Pretrainer.add_timing_hook`): the model's share (forward + loss + backward of the
+accumulator, and the AdamW step) is timed, and the rest of the step is the loop's own work: the **in-step
+overhead** `(step - model) / model`, measured under the same machine conditions as the model work it is compared
+with. The `data` column is the share of it spent reading,
 decoding and collating the batch (and copying it to the device). The target is an overhead <= 10% on CPU (judged on
 the in-step number). The optimiser step counts as model work in both measurements; gradient clipping, the scheduler,
 the metric reduction and the JSON-lines log count as loop overhead. Memory-bank refreshes are extra model work chosen
@@ -281,46 +282,16 @@ def worker(args) -> dict:
         return int(counter.get_total_flops())
 
     # Inside each loop step, time the model's share (forward + loss + backward in the accumulator, the optimiser
-    # step) and the data's: what is left is the loop's own work, measured within the same step (robust to a busy
-    # machine, unlike the side-by-side comparison).
-    from ophclip_train import objectives
-
+    # step) and the data's with the trainer's timing hooks: what is left is the loop's own work, measured within the
+    # same step (robust to a busy machine, unlike the side-by-side comparison). The hooks wait for the device on CUDA,
+    # as `clock` does.
     parts = {"data": 0.0, "model": 0.0}
+    part_of_phase = {"data": "data", "forward_backward": "model", "optimizer_step": "model"}
 
-    class TimedStream:
-        def __init__(self, stream):
-            self.stream = stream
+    def add_phase_time(phase: str, seconds: float) -> None:
+        parts[part_of_phase[phase]] += seconds
 
-        def __next__(self):
-            start = clock()[0]
-            batch_ = next(self.stream)
-            parts["data"] += clock()[0] - start
-            return batch_
-
-        def __getattr__(self, name):
-            return getattr(self.stream, name)
-
-    for level in list(trainer.streams):
-        trainer.streams[level] = TimedStream(trainer.streams[level])
-    accumulate = objectives.CachedFeatureAccumulator.accumulate_step
-    optimizer_step = optimizer.step
-
-    def timed_accumulate(self, *a, **k):
-        start = clock()[0]
-        try:
-            return accumulate(self, *a, **k)
-        finally:
-            parts["model"] += clock()[0] - start
-
-    def timed_optimizer_step(*a, **k):
-        start = clock()[0]
-        try:
-            return optimizer_step(*a, **k)
-        finally:
-            parts["model"] += clock()[0] - start
-
-    objectives.CachedFeatureAccumulator.accumulate_step = timed_accumulate
-    optimizer.step = timed_optimizer_step  # the bare steps go through it too; only loop steps read `parts`
+    trainer.add_timing_hook(add_phase_time)
 
     step = 0
 

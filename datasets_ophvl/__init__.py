@@ -1,7 +1,8 @@
 """datasets_ophvl: the OphVL format, shard writing, the streaming builder and frame-decoding loaders.
 
-Importing the package needs no optional dependency: the names below are imported on first use, so `datasets`
-(streaming) and `decord` (decoding) are only required by the parts that use them.
+Importing the package needs no optional dependency: the names below are imported on first use (`lazy.py`), so
+`datasets` (streaming) and `decord` (decoding) are only required by the parts that use them. Of ours it imports only
+`modeling_ophclip` (the video processor, the folder-writing helper), and only where a function needs it.
 
 - `OphVL`: a `datasets.GeneratorBasedBuilder` streaming the raw shards of one subset (`clips`, `videos`, `silent`)
   from a local folder or `hf://datasets/...`.
@@ -10,7 +11,7 @@ Importing the package needs no optional dependency: the names below are imported
   reader everything above (and the trainer's silent-video scan, and evaluation) reads OphVL through.
 """
 
-import importlib
+from .lazy import lazy_exports
 
 
 _LAZY = {
@@ -35,16 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

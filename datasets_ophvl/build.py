@@ -463,8 +463,9 @@ def check_models(stages, todo, src: Path) -> None:
 
 def make_item(source: Source) -> VideoItem:
     """The item for a source file, with its transcript read. A transcript that cannot be read or used (malformed,
-    too deeply nested, wrong types, not permitted) is treated as missing: counted, logged and listed in the video's
-    `problems` with its path and what is wrong; the build goes on."""
+    too deeply nested, a bad timestamp, wrong types, not permitted) is treated as missing: counted, logged and listed
+    in the video's `problems` with its path and what is wrong; the build goes on. Such a video is transcribed by the
+    `asr` stage when it runs; otherwise the `silent` stage skips it (it is not filed as silent for want of text)."""
     item = VideoItem(path=source.path, video_id=source.video_id, key=source.key, title=source.title,
                      title_source=source.title_source)
     if source.transcript is not None:
@@ -486,6 +487,7 @@ def make_item(source: Source) -> VideoItem:
             item.drop(reason)
             item.stage = ""
             item.problems.append(f"{problem} (transcript treated as missing)")
+            item.transcript_problem = problem  # the silent stage then skips the video instead of filing it silent
     return item
 
 
@@ -643,7 +645,7 @@ def summary_table(report: dict, out=None, shown: int = 3) -> str:
         rows.append(("  " + reason[len("video skipped, "):], str(skipped[reason]), names(reason)))
     file_reasons = [r for r in skipped if r in files and not r.startswith("video skipped, ")]
     if file_reasons:
-        rows.append(("files left out", str(sum(skipped[r] for r in file_reasons)), "the video itself is built"))
+        rows.append(("files left out", str(sum(skipped[r] for r in file_reasons)), "each file named"))
         for reason in file_reasons:
             rows.append(("  " + reason, str(skipped[reason]), names(reason)))
     other = sum(count for reason, count in skipped.items() if reason not in video_reasons and reason not in files)

@@ -44,8 +44,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -705,11 +703,9 @@ class SilentVideoBank:
 
         ```
         """
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            tmp.mkdir()
+        from modeling_ophclip.saving import staged_folder  # on use: importing the model package loads transformers
+
+        with staged_folder(folder, "tmp") as tmp:
             # save_to_disk refuses datasets with attached indexes: save an index-free Dataset over the same table.
             plain = Dataset(self.dataset.data, info=self.dataset.info, split=self.dataset.split)
             plain.save_to_disk(str(tmp / DATASET_DIR))
@@ -730,16 +726,6 @@ class SilentVideoBank:
                 "files_sha256": {name: _sha256_file(tmp / name) for name in _saved_files(tmp)},
             }
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-            old = None
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "SilentVideoBank":

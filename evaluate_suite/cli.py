@@ -19,14 +19,19 @@ Split names are one vocabulary (`train`, `validation`, `test`) for every benchma
 real datasets, the ensemble on OphVL-mini) and frame sampling (`--sampling`: 1 fps, or the labelled frames of sparse
 datasets); `--unlabelled` changes which labels are read as unlabelled (OphNet's fillers by default).
 
-Each protocol prints its metrics and skipped videos as JSON and appends one record per result to `--results`.
-Errors in the input (unknown benchmark, missing folder, a class without prompts, ...) print one line and exit 2.
+Each protocol prints its metrics and skipped videos as JSON and appends one record per result to `--results`. Units:
+every rate (accuracy, F1, mAP, FPR, R@K) is a fraction in [0, 1] in the JSON and the results file; MedR/MnR are
+ranks; only the rendered tables (leaderboard, `table`) show percent. Progress bars go to stderr when it is a terminal
+(`--quiet`: none). Errors in the input (unknown benchmark, missing folder, a path that is not a model, a class without
+prompts, ...) print one line and exit 2.
 """
 
 import argparse
 import json
 import math
+import re
 import sys
+import textwrap
 
 from .protocols.defaults import (
     DEFAULT_FRACTIONS,
@@ -72,6 +77,12 @@ def _add_model_options(parser: argparse.ArgumentParser):
     group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
     group.add_argument("--results", default=DEFAULT_RESULTS_FILE,
                        help="JSON-lines file the result records are appended to (default: %(default)s)")
+    _add_quiet_option(group)
+
+
+def _add_quiet_option(parser):
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (they are shown on stderr only when it is a terminal)")
 
 
 def _add_loader_options(parser: argparse.ArgumentParser, batch_size: int):
@@ -121,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("benchmarks", help="list the registered benchmarks",
                               description="List the registered benchmarks with their task, classes, default prompt "
-                                          "mode and data sub-folder.")
+                                          "mode and data sub-folder, and the first sentence of each description "
+                                          "(`card NAME` prints all of it).")
     group = sub.add_mutually_exclusive_group()
     group.add_argument("--real", action="store_true", help="only the real (published) datasets")
     group.add_argument("--synthetic", action="store_true", help="only the synthetic OphVL-mini benchmarks")
@@ -244,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     sub.add_argument("--trust-remote-code", action="store_true",
                      help="load OphCLIP checkpoints with their own code (transformers' trust_remote_code)")
+    _add_quiet_option(sub)
     _add_loader_options(sub, 32)
     sub.set_defaults(run=_run_table)
     return parser
@@ -291,8 +304,26 @@ def _run_benchmarks(args) -> dict:
                       "sparse_labels": spec.sparse_labels, "description": spec.description}
         kind = "real" if spec.real else "synthetic"
         print(f"{name:32s} {spec.task:12s} {len(spec.classes):3d} classes  {kind:9s} {spec.prompt_mode:8s} "
-              f"{spec.folder + '/':28s} {spec.description[:60]}")
+              f"{spec.folder + '/'}")
+        # The description's first sentence under the row, wrapped and shortened at word boundaries (a fixed cut
+        # split words); `card NAME` prints the whole text.
+        for line in textwrap.wrap(_first_sentence(spec.description), width=_text_width() - 4, max_lines=2,
+                                  placeholder=" ...", break_long_words=False, break_on_hyphens=False):
+            print(f"    {line}")
     return rows
+
+
+def _first_sentence(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    end = re.search(r"\.(\s+[A-Z`]|$)", text)
+    return text[: end.start() + 1] if end else text
+
+
+def _text_width() -> int:
+    """The terminal's width (80 when output is not a terminal), at most 120."""
+    import shutil
+
+    return max(40, min(120, shutil.get_terminal_size((80, 24)).columns))
 
 
 def _run_card(args) -> dict:
@@ -358,8 +389,11 @@ def _run_linear_probe(args) -> dict:
                           C=args.C, max_iter=args.max_iter, batch_size=args.batch_size,
                           num_workers=args.num_workers, results_file=args.results, sampling=args.sampling)
     summary = {label: values["metrics"] for label, values in result["results"].items()}
-    return _print({"benchmark": result["benchmark"], "protocol": "linear-probe", "model_id": result["model_id"],
-                   "metrics": summary, "skipped": result["skipped"]})
+    report = {"benchmark": result["benchmark"], "protocol": "linear-probe", "model_id": result["model_id"],
+              "metrics": summary, "skipped": result["skipped"]}
+    if result.get("warnings"):
+        report["warnings"] = result["warnings"]
+    return _print(report)
 
 
 def _run_retrieval(args) -> dict:
@@ -408,12 +442,19 @@ def main(argv=None) -> int:
     """Run one command; returns the exit status (0 on success, 2 on an input error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .progress import progress_setting, set_progress
+
+    quiet, previous = getattr(args, "quiet", False), progress_setting()
+    if quiet:
+        set_progress(False)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        set_progress(previous)  # main() may be called again in the same process (tests, notebooks)
     return 0
 
 

@@ -1,24 +1,29 @@
-"""The leaderboard: one JSON line per evaluation result, a markdown table across models, and the Hub's two metadata
-formats (the `model-index` block of a model card and `.eval_results/*.yaml` files).
+"""The leaderboard: one JSON line per evaluation result (the record store), the weights hash that names a checkpoint,
+and markdown tables across models.
 
 Every protocol appends an `EvalRecord` to a results file (JSON lines) with `append_record`; `read_records` reads them
-back, and `render_leaderboard` turns a results file into the files below.
+back, `leaderboard_table` renders them (one table per task and protocol, one row per checkpoint), and
+`render_leaderboard` writes `leaderboard.md` and, for one model, its Hub metadata through `model_cards.eval_results`
+(the `model-index` block of a model card and `.eval_results/*.yaml`), fed by `published_metrics`.
 
 ```python
 >>> record = EvalRecord(model_id="org/ophclip-base", weights_hash="3f1c9a0b77d2e415", benchmark="cataract-101",
 ...                     protocol="zero-shot", metrics={"accuracy": 0.5312, "f1": 0.4171})
 >>> append_record("results.jsonl", record)                                     # doctest: +SKIP
 >>> print(leaderboard_table([record]))
-| model | cataract-101 / zero-shot / accuracy | cataract-101 / zero-shot / f1 |
+### Phase recognition: zero-shot
+<BLANKLINE>
+| model | cataract-101 / accuracy | cataract-101 / f1 |
 |---|---:|---:|
 | org/ophclip-base `3f1c9a0b` | 53.1 | 41.7 |
 
 ```
 
-Units. Records keep each metric in the unit its metric module returns: accuracy, F1, mAP and FPR (and their
-`_smoothed` / `_macro` / `_seed_std` variants) are fractions in [0, 1]; retrieval recalls `R@K` are already percent;
-`MedR` / `MnR` are ranks. Everything this module *publishes* (the table, `model-index`, `.eval_results`) is in percent
-for rates and as-is for ranks: `metric_unit(name)` tells which is which.
+Units. One convention everywhere results are stored (records, the commands' JSON, `results.jsonl`): every rate
+(accuracy, F1, mAP, FPR, retrieval recall `R@K`, and their `_smoothed` / `_macro` / `_seed_std` variants) is a
+fraction in [0, 1]; `MedR` / `MnR` are ranks; counts are counts. Percent appears only where results are rendered for
+people or published: the tables, `model-index` and `.eval_results` (`metric_unit(name)` tells which is which). Records
+written before this convention (no `units` field) stored `R@K` in percent; `EvalRecord.from_dict` converts them.
 
 Duplicates. A result is identified by `(model_id, weights_hash, benchmark, protocol)`; when a results file holds
 several records for one key, the latest (by `date`, then by position in the file) wins.
@@ -29,7 +34,6 @@ import json
 import math
 import os
 import re
-import textwrap
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -49,12 +53,10 @@ RANK_METRICS = frozenset({"MedR", "MnR"})
 _METRIC_PREFIXES = ("t2v_", "v2t_")
 _METRIC_SUFFIXES = ("_smoothed", "_seed_std", "_macro")
 
-# Hub task types of the model-index block. huggingface_hub 2.4 checks none of them offline (only
-# `ModelCard.validate`, which asks the Hub); these are Hub pipeline tags.
-TASK_TYPES = {"phase": "video-classification", "instruments": "video-classification",
-              "retrieval": "feature-extraction"}
-TASK_NAMES = {"phase": "Surgical phase recognition", "instruments": "Surgical instrument recognition",
-              "retrieval": "Text-video retrieval"}
+# Task families in the order the leaderboard shows them, with their section titles.
+TASK_TITLES = {"phase": "Phase recognition", "instruments": "Instrument recognition", "retrieval": "Retrieval"}
+# The unit convention a record was written with; records without the field are from before R@K became a fraction.
+RECORD_UNITS = "fraction"
 
 WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 
@@ -76,10 +78,10 @@ class EvalRecord:
     - `weights_hash`: `weights_hash(model)` of the evaluated checkpoint (two runs of one `model_id` with different
       weights are different leaderboard rows).
     - `protocol`: e.g. `"zero-shot"`, `"zero-shot-sigmoid"`, `"linear-probe-10%"`, `"retrieval"`.
-    - `metrics`: name -> number in the unit of its metric module (see the module docstring); NaN is stored as null.
+    - `metrics`: name -> number; rates are fractions in [0, 1] (see the module docstring); NaN is stored as null.
     - `prompts_hash`: hash of the prompt texts (zero-shot protocols), else None.
     - `date`: ISO-8601 UTC; `skipped`: `{video_id: reason}` of the videos left out; `extra`: anything else
-      (fps, split, seed, per-video scores, ...).
+      (fps, split, seed, per-video scores, ...); `units`: the unit convention (`RECORD_UNITS`).
 
     >>> r = EvalRecord("clip-b16", "0123456789abcdef", "cataract-1k", "zero-shot", {"accuracy": 0.5},
     ...                date="2025-01-01T00:00:00+00:00")
@@ -98,6 +100,7 @@ class EvalRecord:
     date: str = field(default_factory=utc_now)
     skipped: dict | list = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    units: str = RECORD_UNITS
 
     @property
     def key(self) -> tuple:
@@ -120,7 +123,11 @@ class EvalRecord:
         if not isinstance(data["metrics"], Mapping):
             raise ValueError(f"`metrics` is a {type(data['metrics']).__name__}, not an object")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        if "units" not in data:  # written when R@K was stored in percent
+            record.metrics = {name: value / 100.0 if _is_recall(name) and isinstance(value, (int, float))
+                              and not isinstance(value, bool) else value for name, value in record.metrics.items()}
+        return record
 
 
 def _jsonable(value):
@@ -333,16 +340,11 @@ def _uint8():
 
     return torch.uint8
 
+# -- units and the markdown tables ----------------------------------------------------------------------------------
 
-# -- units and the markdown table -----------------------------------------------------------------------------------
 
-
-def metric_unit(name: str) -> str:
-    """How a metric is stored: `"fraction"` (in [0, 1]; published x100), `"percent"`, `"rank"` or `"other"`.
-
-    >>> [metric_unit(m) for m in ("accuracy", "f1_smoothed", "FPR_macro", "t2v_R@5", "v2t_MedR", "num_videos")]
-    ['fraction', 'fraction', 'fraction', 'percent', 'rank', 'other']
-    """
+def _base_metric(name: str) -> str:
+    """A metric's name without its direction prefix and variant suffixes: `"t2v_R@5"` -> `"R@5"`."""
     base = name
     for prefix in _METRIC_PREFIXES:
         base = base.removeprefix(prefix)
@@ -352,20 +354,32 @@ def metric_unit(name: str) -> str:
         for suffix in _METRIC_SUFFIXES:
             if base.endswith(suffix):
                 base, changed = base.removesuffix(suffix), True
-    if base in FRACTION_METRICS:
+    return base
+
+
+def _is_recall(name: str) -> bool:
+    return re.fullmatch(r"R@\d+", _base_metric(name)) is not None
+
+
+def metric_unit(name: str) -> str:
+    """How a metric is stored: `"fraction"` (in [0, 1]; shown and published x100), `"rank"` or `"other"` (counts).
+
+    >>> [metric_unit(m) for m in ("accuracy", "f1_smoothed", "FPR_macro", "t2v_R@5", "v2t_MedR", "num_videos")]
+    ['fraction', 'fraction', 'fraction', 'fraction', 'rank', 'other']
+    """
+    base = _base_metric(name)
+    if base in FRACTION_METRICS or _is_recall(name):
         return "fraction"
-    if re.fullmatch(r"R@\d+", base):
-        return "percent"
     if base in RANK_METRICS:
         return "rank"
     return "other"
 
 
 def published_value(name: str, value):
-    """A metric as it is published: percent for fractions, as stored otherwise; None (NaN) stays None.
+    """A metric as it is shown and published: percent for fractions, as stored otherwise; None (NaN) stays None.
 
-    >>> published_value("accuracy", 0.5312), published_value("t2v_R@1", 23.4), published_value("f1", None)
-    (53.12, 23.4, None)
+    >>> published_value("accuracy", 0.5312), published_value("t2v_R@1", 0.25), published_value("f1", None)
+    (53.12, 25.0, None)
     """
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -375,9 +389,9 @@ def published_value(name: str, value):
 
 
 def format_value(name: str, value) -> str:
-    """A table cell: one decimal for rates and ranks, `n/a` for an undefined (NaN/null) metric.
+    """A table cell: one decimal for rates (in percent) and ranks, `n/a` for an undefined (NaN/null) metric.
 
-    >>> format_value("accuracy", 0.5312), format_value("t2v_R@10", 61.25), format_value("mAP", None)
+    >>> format_value("accuracy", 0.5312), format_value("t2v_R@10", 0.6124), format_value("mAP", None)
     ('53.1', '61.2', 'n/a')
     """
     shown = published_value(name, value)
@@ -398,18 +412,36 @@ def model_label(model_id: str, weights_hash: str) -> str:
     return f"{model_id} `{short}`" if short else str(model_id)
 
 
-def leaderboard_table(records: Iterable[EvalRecord], metrics: Iterable[str] | None = None) -> str:
-    """A markdown table: one row per checkpoint (`model_id` + short weights hash, in order of first appearance), one
-    column per benchmark / protocol / metric (sorted by benchmark and protocol; metrics in the order of `metrics`,
-    default `HEADLINE_METRICS`, each only where some record of that benchmark and protocol has it).
+def task_kind(record: EvalRecord) -> str:
+    """`"retrieval"`, `"instruments"` or `"phase"`: what a record measures (from its protocol and metrics).
 
-    Cells are percent with one decimal (fractions x100, R@K as stored), ranks with one decimal, `n/a` for an
+    >>> task_kind(EvalRecord("m", "h", "cadis", "zero-shot", {"mAP": 0.3})), task_kind(
+    ...     EvalRecord("m", "h", "ophvl:test", "retrieval", {"t2v_R@1": 0.2}))
+    ('instruments', 'retrieval')
+    """
+    if "retrieval" in record.protocol or any(_is_recall(m) or metric_unit(m) == "rank" for m in record.metrics):
+        return "retrieval"
+    if "mAP" in record.metrics or "FPR" in record.metrics:
+        return "instruments"
+    return "phase"
+
+
+def leaderboard_table(records: Iterable[EvalRecord], metrics: Iterable[str] | None = None) -> str:
+    """Markdown tables, one per task family and protocol (`### Phase recognition: zero-shot`, ...), so that no table
+    grows with every benchmark of every protocol. In each, one row per checkpoint that has a result there (`model_id`
+    + short weights hash, in order of first appearance) and one column per benchmark and metric (benchmarks sorted;
+    metrics in the order of `metrics`, default `HEADLINE_METRICS`, each only where some record of that benchmark and
+    protocol has it).
+
+    Cells are percent with one decimal (rates are stored as fractions), ranks with one decimal, `n/a` for an
     undefined metric and `–` where a model was not evaluated. Duplicates: the latest record wins.
 
     >>> rows = [EvalRecord("clip", "aa11", "c101", "zero-shot", {"accuracy": 0.25}),
     ...         EvalRecord("ophclip", "bb22", "c101", "zero-shot", {"accuracy": 0.5})]
     >>> print(leaderboard_table(rows))
-    | model | c101 / zero-shot / accuracy |
+    ### Phase recognition: zero-shot
+    <BLANKLINE>
+    | model | c101 / accuracy |
     |---|---:|
     | clip `aa11` | 25.0 |
     | ophclip `bb22` | 50.0 |
@@ -417,13 +449,30 @@ def leaderboard_table(records: Iterable[EvalRecord], metrics: Iterable[str] | No
     records = latest_records(records)
     if not records:
         return "_No results._"
+    sections: dict[tuple, list] = {}
+    for record in records:
+        sections.setdefault((task_kind(record), record.protocol), []).append(record)
+    order = list(TASK_TITLES)
+    tables = []
+    for kind, protocol in sorted(sections, key=lambda key: (order.index(key[0]), key[1])):
+        table = _section_table(sections[(kind, protocol)], metrics)
+        if table:
+            title = TASK_TITLES[kind] if protocol == kind else f"{TASK_TITLES[kind]}: {protocol}"
+            tables.append(f"### {title}\n\n{table}")
+    return "\n\n".join(tables) or "_No results._"
+
+
+def _section_table(records: list[EvalRecord], metrics: Iterable[str] | None) -> str:
+    """The table of one task and protocol: checkpoints as rows, `benchmark / metric` as columns."""
     columns = table_columns(records, metrics)
+    if not columns:
+        return ""
     rows: dict[tuple, dict] = {}
     for record in records:
         cells = rows.setdefault((record.model_id, record.weights_hash), {})
         for metric in record.metrics:
             cells[(record.benchmark, record.protocol, metric)] = record.metrics[metric]
-    header = ["model"] + [f"{b} / {p} / {m}" for b, p, m in columns]
+    header = ["model"] + [f"{b} / {m}" for b, _, m in columns]
     lines = [_row(header), "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
     for (model_id, hash_), cells in rows.items():
         values = [format_value(c[2], cells[c]) if c in cells else "–" for c in columns]
@@ -432,7 +481,7 @@ def leaderboard_table(records: Iterable[EvalRecord], metrics: Iterable[str] | No
 
 
 def table_columns(records: Iterable[EvalRecord], metrics: Iterable[str] | None = None) -> list[tuple]:
-    """The `(benchmark, protocol, metric)` columns of `leaderboard_table`."""
+    """The `(benchmark, protocol, metric)` columns of the records' table(s)."""
     wanted = list(metrics) if metrics is not None else list(HEADLINE_METRICS)
     present: dict[tuple, set] = {}
     for record in records:
@@ -444,21 +493,7 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
-# -- model-index (model card) ---------------------------------------------------------------------------------------
-
-
-def task_kind(record: EvalRecord) -> str:
-    """`"retrieval"`, `"instruments"` or `"phase"`: what a record measures (from its protocol and metrics).
-
-    >>> task_kind(EvalRecord("m", "h", "cadis", "zero-shot", {"mAP": 0.3})), task_kind(
-    ...     EvalRecord("m", "h", "ophvl:test", "retrieval", {"t2v_R@1": 20.0}))
-    ('instruments', 'retrieval')
-    """
-    if "retrieval" in record.protocol or any(metric_unit(m) in ("percent", "rank") for m in record.metrics):
-        return "retrieval"
-    if "mAP" in record.metrics or "FPR" in record.metrics:
-        return "instruments"
-    return "phase"
+# -- what one model publishes ---------------------------------------------------------------------------------------
 
 
 def model_records(records: Iterable[EvalRecord], model_id: str, weights_hash: str | None = None) -> list[EvalRecord]:
@@ -483,197 +518,57 @@ def model_records(records: Iterable[EvalRecord], model_id: str, weights_hash: st
     return latest_records(chosen)
 
 
-def _published_metrics(record: EvalRecord, metrics: Iterable[str] | None):
-    """`(name, value)` of the metrics of a record to publish: the wanted ones it has, with a defined value."""
-    for name in (list(metrics) if metrics is not None else HEADLINE_METRICS):
-        value = published_value(name, record.metrics.get(name))
-        if value is not None:
-            yield name, round(value, 2)
-
-
 def _split(record: EvalRecord) -> str | None:
     extra = record.extra or {}
     return extra.get("split") or extra.get("test_split") or extra.get("subset")
 
 
-def model_index(records: Iterable[EvalRecord], model_id: str, *, weights_hash: str | None = None,
-                metrics: Iterable[str] | None = None, dataset_ids: Mapping[str, str] | None = None,
-                source_url: str | None = None, source_name: str | None = None) -> list:
-    """The `huggingface_hub.EvalResult`s of one model (see `model_records`), for `ModelCardData(eval_results=...)`.
+def published_metrics(records: Iterable[EvalRecord], model_id: str, *, weights_hash: str | None = None,
+                      metrics: Iterable[str] | None = None) -> list:
+    """What one model publishes, as `model_cards.eval_results.PublishedMetric` rows for the Hub metadata writers
+    there (`model_index`, `write_eval_results`, `update_model_card`): the latest records of its checkpoint (see
+    `model_records`), each wanted metric (default `HEADLINE_METRICS`) with a defined value, in percent (ranks
+    as-is), rounded to 2 decimals.
 
-    One result per benchmark, protocol and metric: `task_type` from `TASK_TYPES` (`video-classification` for phases
-    and instruments, `feature-extraction` for retrieval), `dataset_type` the benchmark's Hub id from `dataset_ids`
-    (default: the benchmark name), `metric_config` the protocol and `metric_name` e.g. `"zero-shot accuracy (%)"`.
-    Values are published as percent (ranks as-is), rounded to 2 decimals. The card groups results of one task and
-    dataset under one `model-index` entry.
-
+    >>> from model_cards.eval_results import model_index
     >>> r = EvalRecord("org/ophclip", "ab12", "cataract-101", "zero-shot", {"accuracy": 0.5312},
     ...                extra={"split": "test"})
-    >>> (result,) = model_index([r], "org/ophclip")
-    >>> result.task_type, result.dataset_type, result.metric_type, result.metric_value, result.metric_name
-    ('video-classification', 'cataract-101', 'accuracy', 53.12, 'zero-shot accuracy (%)')
+    >>> (row,) = published_metrics([r], "org/ophclip")
+    >>> row.task, row.metric, row.value, row.unit, row.split
+    ('phase', 'accuracy', 53.12, 'percent', 'test')
+    >>> model_index([row])[0].metric_name
+    'zero-shot accuracy (%)'
     """
-    from huggingface_hub import EvalResult
+    from model_cards.eval_results import PublishedMetric
 
-    dataset_ids = dict(dataset_ids or {})
-    results = []
+    wanted = list(metrics) if metrics is not None else list(HEADLINE_METRICS)
+    rows = []
     for record in model_records(records, model_id, weights_hash):
-        kind = task_kind(record)
-        for name, value in _published_metrics(record, metrics):
-            unit = "" if metric_unit(name) == "rank" else " (%)"
-            results.append(EvalResult(
-                task_type=TASK_TYPES[kind],
-                task_name=TASK_NAMES[kind],
-                dataset_type=dataset_ids.get(record.benchmark, record.benchmark),
-                dataset_name=record.benchmark,
-                dataset_split=_split(record),
-                metric_type=name,
-                metric_value=value,
-                metric_name=f"{record.protocol} {name}{unit}",
-                metric_config=record.protocol,
-                source_url=source_url,
-                source_name=source_name,
+        for name in wanted:
+            value = published_value(name, record.metrics.get(name))
+            if value is None:
+                continue
+            rows.append(PublishedMetric(
+                benchmark=record.benchmark, protocol=record.protocol, task=task_kind(record), metric=name,
+                value=round(value, 2), unit="rank" if metric_unit(name) == "rank" else "percent",
+                split=_split(record), date=record.date, weights_hash=record.weights_hash,
+                prompts_hash=record.prompts_hash,
             ))
-    return results
-
-
-def update_model_card(card_path, records: Iterable[EvalRecord], model_id: str, model_name: str | None = None,
-                      **model_index_kwargs):
-    """Write the `model-index` of `model_id` (see `model_index`) into the model card at `card_path` and return the
-    `ModelCard`. An existing card keeps its text and other metadata (its `eval_results` are replaced); a missing one
-    is created with the metadata and a short evaluation section. `model_name` (required by `model-index`) defaults
-    to the card's own, else to the last part of `model_id`.
-
-    >>> card = update_model_card("out/README.md", records, "org/ophclip-base")             # doctest: +SKIP
-    >>> ModelCard.load("out/README.md").data.eval_results[0].metric_value                  # doctest: +SKIP
-    53.12
-    """
-    from huggingface_hub import ModelCard, ModelCardData
-
-    records = list(records)
-    results = model_index(records, model_id, **model_index_kwargs)
-    path = Path(card_path)
-    if path.is_file():
-        card = ModelCard.load(path)
-    else:
-        table = leaderboard_table(model_records(records, model_id, model_index_kwargs.get("weights_hash")))
-        card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {model_id}\n\n## Evaluation\n\n{table}\n\n"
-                         f"{UNITS_NOTE}\n")
-    card.data.model_name = model_name or card.data.model_name or str(model_id).rstrip("/").split("/")[-1]
-    card.data.eval_results = results
-    path.parent.mkdir(parents=True, exist_ok=True)
-    card.save(path)
-    return card
-
-
-def model_index_yaml(records: Iterable[EvalRecord], model_id: str, model_name: str | None = None,
-                     **model_index_kwargs) -> str:
-    """The YAML front matter (`model_name` + `model-index`) that `update_model_card` writes, as text."""
-    from huggingface_hub import ModelCardData
-
-    name = model_name or str(model_id).rstrip("/").split("/")[-1]
-    data = ModelCardData(model_name=name, eval_results=model_index(records, model_id, **model_index_kwargs))
-    return data.to_yaml() + "\n"
-
-
-# -- .eval_results/*.yaml -------------------------------------------------------------------------------------------
-
-
-def task_id(protocol: str, metric: str) -> str:
-    """The `.eval_results` task id of a protocol and metric.
-
-    >>> task_id("zero-shot", "accuracy"), task_id("linear-probe-10%", "f1"), task_id("retrieval", "t2v_R@1")
-    ('zero-shot_accuracy', 'linear-probe-10pct_f1', 'retrieval_t2v_R1')
-    """
-    text = f"{protocol}_{metric}".replace("%", "pct").replace("@", "")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
-def file_stem(benchmark: str) -> str:
-    """A file name for a benchmark: `"ophvl-clip_narration:test"` -> `"ophvl-clip_narration_test"`."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", benchmark).strip("._") or "benchmark"
-
-
-def eval_result_entries(records: Iterable[EvalRecord], model_id: str, *, weights_hash: str | None = None,
-                        metrics: Iterable[str] | None = None, dataset_ids: Mapping[str, str] | None = None,
-                        source_url: str | None = None, source_name: str | None = None) -> list:
-    """The `huggingface_hub.EvalResultEntry`s of one model (see `model_records`): one per benchmark, protocol and
-    metric, `dataset_id` from `dataset_ids` (default: the benchmark name; the Hub links only real dataset ids),
-    `task_id` from `task_id(protocol, metric)`, values as in `model_index`, the record's date, and notes naming the
-    protocol, unit, weights and prompts hashes.
-
-    >>> r = EvalRecord("m", "ab12", "cataract-101", "zero-shot", {"f1": 0.25}, date="2025-01-01T00:00:00+00:00")
-    >>> (e,) = eval_result_entries([r], "m", dataset_ids={"cataract-101": "org/cataract-101"})
-    >>> e.dataset_id, e.task_id, e.value
-    ('org/cataract-101', 'zero-shot_f1', 25.0)
-    """
-    from huggingface_hub import EvalResultEntry
-
-    dataset_ids = dict(dataset_ids or {})
-    entries = []
-    for record in model_records(records, model_id, weights_hash):
-        for name, value in _published_metrics(record, metrics):
-            unit = "rank" if metric_unit(name) == "rank" else "percent"
-            notes = f"protocol {record.protocol}; {name} in {unit}; weights {record.weights_hash}"
-            if record.prompts_hash:
-                notes += f"; prompts {record.prompts_hash}"
-            entries.append(EvalResultEntry(
-                dataset_id=dataset_ids.get(record.benchmark, record.benchmark),
-                task_id=task_id(record.protocol, name),
-                value=value,
-                date=record.date,
-                source_url=source_url,
-                source_name=source_name,
-                notes=notes,
-            ))
-    return entries
-
-
-def eval_results_yaml(records: Iterable[EvalRecord], model_id: str, **kwargs) -> dict[str, str]:
-    """`{file name: YAML text}` of the `.eval_results` files of one model: one `<benchmark>.yaml` per benchmark."""
-    import yaml
-    from huggingface_hub import eval_result_entries_to_yaml
-
-    by_file: dict[str, list] = {}
-    dataset_ids = dict(kwargs.get("dataset_ids") or {})
-    for record in model_records(records, model_id, kwargs.get("weights_hash")):
-        entries = eval_result_entries([record], model_id, **{**kwargs, "weights_hash": record.weights_hash})
-        if entries:
-            name = file_stem(dataset_ids.get(record.benchmark, record.benchmark).split("/")[-1]) + ".yaml"
-            by_file.setdefault(name, []).extend(entries)
-    return {name: yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
-            for name, entries in by_file.items()}
-
-
-def write_eval_results(folder, records: Iterable[EvalRecord], model_id: str, **kwargs) -> list[Path]:
-    """Write `folder/.eval_results/<benchmark>.yaml` for each benchmark of `model_id` (see `eval_result_entries` for
-    the keyword arguments) and return the paths. Upload the folder with the model to show them on the Hub.
-
-    >>> write_eval_results("out", records, "org/ophclip-base")                              # doctest: +SKIP
-    [PosixPath('out/.eval_results/cataract-101.yaml'), ...]
-    """
-    target = Path(folder) / ".eval_results"
-    target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in eval_results_yaml(list(records), model_id, **kwargs).items():
-        path = target / name
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths
+    return rows
 
 
 # -- everything at once ---------------------------------------------------------------------------------------------
 
 
-UNITS_NOTE = textwrap.dedent("""\
-    Values in percent (accuracy, F1, mAP and FPR are stored as fractions, R@K as percent); MedR/MnR are ranks.
-    Rows are checkpoints (model id and the first digits of its weights hash). `n/a`: undefined metric;
-    `–`: not evaluated.""")
+UNITS_NOTE = ("Values in percent (every rate is stored as a fraction in [0, 1]); MedR/MnR are ranks. Rows are "
+              "checkpoints (model id and the first digits of its weights hash). `n/a`: undefined metric; `–`: not "
+              "evaluated.")
 
 
 def render_leaderboard(results_file, out_dir=None, model_id: str | None = None, model_name: str | None = None,
                        dataset_ids: Mapping[str, str] | None = None) -> dict:
-    """Render a results file: the markdown table across all models and, for `model_id`, its card metadata.
+    """Render a results file: the markdown tables across all models and, for `model_id`, its card metadata (written
+    by `model_cards.eval_results` from `published_metrics`).
 
     Returns a dict with `table` (markdown), `num_records` (after de-duplication), `malformed_lines` and, with
     `model_id`, `model_index` (YAML text) and `eval_results` (`{file name: YAML text}`). With `out_dir` the files are
@@ -689,10 +584,13 @@ def render_leaderboard(results_file, out_dir=None, model_id: str | None = None, 
     table = leaderboard_table(latest)
     rendered = {"results_file": str(results_file), "num_records": len(latest),
                 "malformed_lines": [number for number, _ in records.malformed], "table": table}
-    kwargs = {"dataset_ids": dataset_ids}
     if model_id is not None:
-        rendered["model_index"] = model_index_yaml(latest, model_id, model_name, **kwargs)
-        rendered["eval_results"] = eval_results_yaml(latest, model_id, **kwargs)
+        from model_cards import eval_results as hub
+
+        rows = published_metrics(latest, model_id)
+        name = model_name or str(model_id).rstrip("/").split("/")[-1]
+        rendered["model_index"] = hub.model_index_yaml(rows, name, dataset_ids=dataset_ids)
+        rendered["eval_results"] = hub.eval_results_yaml(rows, dataset_ids=dataset_ids)
     if out_dir is None:
         return rendered
     out = Path(out_dir)
@@ -703,32 +601,30 @@ def render_leaderboard(results_file, out_dir=None, model_id: str | None = None, 
     if model_id is not None:
         (out / "model_index.yaml").write_text(rendered["model_index"], encoding="utf-8")
         rendered["model_index_yaml"] = str(out / "model_index.yaml")
-        update_model_card(out / "README.md", latest, model_id, model_name, **kwargs)
+        own_table = leaderboard_table(model_records(latest, model_id))
+        hub.update_model_card(out / "README.md", rows, model_name, title=str(model_id),
+                              evaluation_markdown=f"{own_table}\n\n{UNITS_NOTE}", dataset_ids=dataset_ids)
         rendered["readme"] = str(out / "README.md")
-        rendered["eval_results_files"] = [str(p) for p in write_eval_results(out, latest, model_id, **kwargs)]
+        rendered["eval_results_files"] = [str(p) for p in hub.write_eval_results(out, rows, dataset_ids=dataset_ids)]
     return rendered
 
 
 __all__ = [
     "EvalRecord",
     "HEADLINE_METRICS",
+    "RECORD_UNITS",
     "RecordList",
-    "TASK_TYPES",
     "append_record",
-    "eval_result_entries",
-    "eval_results_yaml",
     "format_value",
     "latest_records",
     "leaderboard_table",
     "metric_unit",
-    "model_index",
-    "model_index_yaml",
+    "model_label",
     "model_records",
+    "published_metrics",
     "published_value",
     "read_records",
     "render_leaderboard",
-    "task_id",
-    "update_model_card",
+    "task_kind",
     "weights_hash",
-    "write_eval_results",
 ]

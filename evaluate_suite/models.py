@@ -73,12 +73,13 @@ class VideoTextEncoder(abc.ABC):
         batch, frames = pixel_values_videos.shape[:2]
         if frame_mask is None:
             frame_mask = torch.ones(batch, frames, dtype=torch.bool)
+        from modeling_ophclip import masked_frame_mean  # on use: the package loads transformers
+
         real = frame_mask.bool().flatten()
-        embeds = self.encode_frames(pixel_values_videos.flatten(0, 1)[real])
+        embeds = self.encode_frames(pixel_values_videos.flatten(0, 1)[real])  # padded frames are never encoded
         per_frame = embeds.new_zeros(batch * frames, embeds.shape[-1])
         per_frame[real.nonzero().flatten()] = embeds
-        pooled = per_frame.view(batch, frames, -1).sum(1) / frame_mask.sum(1, keepdim=True).clamp(min=1)
-        return F.normalize(pooled, dim=-1)
+        return F.normalize(masked_frame_mean(per_frame.view(batch, frames, -1), frame_mask), dim=-1)
 
     @property
     def logit_scale(self) -> float:
@@ -282,6 +283,9 @@ def load_encoder(model_id, trust_remote_code: bool = False, device=None, **kwarg
 
     import modeling_ophclip  # noqa: F401  (registers the "ophclip" model type)
 
+    from .model_path import read_model_config
+
+    read_model_config(model_id, **kwargs)  # one clear line for a path that is not a model
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as error:

@@ -4,7 +4,8 @@ evaluation results.
 
 ```python
 card = build_model_card("out/final", model_id="org/ophclip-base", training_args=json.load(open(".../pretraining_config.json")),
-                        data_stats={"clips": {"samples": 375000}}, eval_results=model_index(records, "org/ophclip-base"))
+                        data_stats={"clips": {"samples": 375000}},
+                        eval_results=model_index(published_metrics(records, "org/ophclip-base")))
 card.save("out/final/README.md")
 ```
 
@@ -14,8 +15,8 @@ examples run as written: every one of them names the repository through the sing
 example, so pointing that variable at a local folder runs them offline (the tests do).
 
 This module imports nothing from the rest of the project: the model is read from its `config.json` (or a config
-object's `to_dict()`), and evaluation results are `huggingface_hub.EvalResult`s (e.g. from
-`evaluate_suite.leaderboard.model_index`).
+object's `to_dict()`), and evaluation results are `huggingface_hub.EvalResult`s (e.g. from `eval_results.model_index`
+of the rows that `evaluate_suite.leaderboard.published_metrics` makes).
 """
 
 import json
@@ -331,7 +332,7 @@ def build_model_card(
         training_args: the run's options (flat, as `train_accelerate.py` writes them to `pretraining_config.json`);
             read from `<model>/pretraining_config.json` when None and that file exists.
         data_stats: training-data statistics: `{subset: {stat: value}}` rows and/or `{name: value}` entries.
-        eval_results: `huggingface_hub.EvalResult`s (e.g. `evaluate_suite.leaderboard.model_index(...)`): they
+        eval_results: `huggingface_hub.EvalResult`s (e.g. `model_cards.model_index(rows)`): they
             become the `model-index` metadata and the evaluation table.
         base_model: the checkpoint(s) this one was trained from (`base_model` metadata).
         datasets: Hub dataset ids (`datasets` metadata); default: the run's `data_path` when it is a Hub id.
@@ -356,7 +357,7 @@ def build_model_card(
     for result in eval_results:
         if not isinstance(result, EvalResult):
             raise TypeError(f"eval_results must be huggingface_hub.EvalResult objects, got {type(result).__name__} "
-                            "(convert records with evaluate_suite.leaderboard.model_index)")
+                            "(make them with model_cards.model_index(published_metrics(records, model_id)))")
     if datasets is None:
         found = hub_dataset_id(training_args.get("data_path"))
         datasets = [found] if found else []

@@ -3,6 +3,11 @@
 Importing this package registers OphCLIP with `AutoConfig`, `AutoModel`, `AutoModelForVideoClassification` and
 `AutoProcessor` in the current process, and marks the classes so that `save_pretrained` writes their code next to
 the weights; such a folder loads with `trust_remote_code=True` where this package is not installed.
+
+This is the lowest layer: it imports nothing else of ours (`tests/test_layers.py`), and every other package may import
+it. Besides the files that travel as remote code (configuration, modeling, processing, video processing) it holds
+`convert.py` (SurgVLP-family checkpoints), `pipeline_ophclip.py` and `saving.py` (folders written whole, the report of
+weights that do not fit a model), which stay here.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification, AutoProcessor
@@ -15,6 +20,7 @@ from .modeling_ophclip import (
     OphCLIPPreTrainedModel,
     OphCLIPVideoClassifierOutput,
     build_zero_shot_classifier,
+    masked_frame_mean,
     set_frozen_batchnorm_to_eval,
 )
 from .processing_ophclip import OphCLIPProcessor, OphCLIPProcessorKwargs
@@ -47,6 +53,7 @@ __all__ = [
     "OphCLIPVideoProcessor",
     "OphCLIPVideosKwargs",
     "build_zero_shot_classifier",
+    "masked_frame_mean",
     "set_frozen_batchnorm_to_eval",
 ]
 

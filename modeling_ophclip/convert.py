@@ -6,6 +6,9 @@ sentence embedding is the sum over its last four layers of the masked token sum 
 fixed temperature τ = 0.1. The converter maps those weights onto an [`OphCLIPModel`] with a transformers
 `ResNetModel` vision tower, `text_pooling="surgvlp"`, no text projection and a fixed `logit_scale = ln(10)`.
 
+Names are renamed by one table of rules (`KEY_RULE_TEMPLATES`), read forwards to convert and backwards to name a
+model weight by its checkpoint key in errors. This module does not travel as remote code; it imports only this package.
+
 The configuration is read off the tensor shapes (ResNet stem width, stage widths and depths; BERT vocabulary, width,
 depth, feed-forward width, positions; projection width), so reduced-width checkpoints convert as well. The number of
 attention heads cannot be read off the weights: it defaults to `hidden_size // 64` (12 for BERT-base).
@@ -30,12 +33,10 @@ import argparse
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformers import BertConfig, BertTokenizer, ResNetConfig
@@ -44,6 +45,7 @@ from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 # Importing the package (not only the submodules) registers the auto classes, which is what makes `save_pretrained`
 # copy the model's code next to the weights.
 from . import OphCLIPConfig, OphCLIPModel, OphCLIPProcessor, OphCLIPVideoProcessor
+from .saving import listed, staged_folder, weight_shape_differences
 
 
 VISION_PREFIX = "backbone_img.model."
@@ -71,9 +73,9 @@ SURGVLP_NUM_FRAMES = 8
 MODEL_CODE_FILES = ("configuration_ophclip.py", "modeling_ophclip.py")
 PROCESSOR_CODE_FILES = ("processing_ophclip.py", "video_processing_ophclip.py")
 
+# Names shown per kind of difference in the error for a checkpoint that does not fit.
 _MAX_LISTED_KEYS = 25
 
-_STAGE_BLOCK = re.compile(r"layer(\d+)\.(\d+)\.(.+)")
 _TEXT_LAYER = re.compile(re.escape(TEXT_PREFIX) + r"encoder\.layer\.(\d+)\.")
 _VISION_BLOCK = re.compile(re.escape(VISION_PREFIX) + r"layer(\d+)\.(\d+)\.")
 
@@ -273,80 +275,102 @@ def infer_surgvlp_config(
 # -- key mapping -----------------------------------------------------------------------------------------------------
 
 
-def _vision_target(name: str) -> str | None:
-    """OphCLIP name of a torchvision ResNet key (without `backbone_img.model.`), or None if it has none."""
-    if name.startswith("conv1."):
-        return "vision_model.embedder.embedder.convolution." + name[len("conv1."):]
-    if name.startswith("bn1."):
-        return "vision_model.embedder.embedder.normalization." + name[len("bn1."):]
-    match = _STAGE_BLOCK.fullmatch(name)
-    if not match:
-        return None
-    stage, block, rest = int(match.group(1)) - 1, match.group(2), match.group(3)
-    base = f"vision_model.encoder.stages.{stage}.layers.{block}."
-    for source, target in (("downsample.0.", "shortcut.convolution."), ("downsample.1.", "shortcut.normalization.")):
-        if rest.startswith(source):
-            return base + target + rest[len(source):]
-    match = re.fullmatch(r"(conv|bn)(\d+)\.(.+)", rest)
-    if not match or int(match.group(2)) < 1:
-        return None
-    kind = "convolution" if match.group(1) == "conv" else "normalization"
-    return f"{base}layer.{int(match.group(2)) - 1}.{kind}.{match.group(3)}"
+# One table of renaming rules, read in both directions: `source_key_to_target` matches the SurgVLP side and writes
+# the OphCLIP side, `target_key_to_source` the reverse, so the two can never drift apart. In a template `{rest}` is
+# the rest of the name (any characters) and every other field is a number; `{n+1}` on the SurgVLP side means that
+# torchvision counts from 1 there (`layer1..4`, `conv1..3`) where transformers counts from 0 (`stages.0..3`,
+# `layer.0..2`).
+KEY_RULE_TEMPLATES = (
+    ("backbone_img.model.conv1.{rest}", "vision_model.embedder.embedder.convolution.{rest}"),
+    ("backbone_img.model.bn1.{rest}", "vision_model.embedder.embedder.normalization.{rest}"),
+    ("backbone_img.model.layer{stage+1}.{block}.downsample.0.{rest}",
+     "vision_model.encoder.stages.{stage}.layers.{block}.shortcut.convolution.{rest}"),
+    ("backbone_img.model.layer{stage+1}.{block}.downsample.1.{rest}",
+     "vision_model.encoder.stages.{stage}.layers.{block}.shortcut.normalization.{rest}"),
+    ("backbone_img.model.layer{stage+1}.{block}.conv{conv+1}.{rest}",
+     "vision_model.encoder.stages.{stage}.layers.{block}.layer.{conv}.convolution.{rest}"),
+    ("backbone_img.model.layer{stage+1}.{block}.bn{conv+1}.{rest}",
+     "vision_model.encoder.stages.{stage}.layers.{block}.layer.{conv}.normalization.{rest}"),
+    ("backbone_img.global_embedder.{rest}", "visual_projection.{rest}"),
+    ("backbone_text.model.{rest}", "text_model.{rest}"),
+)
+
+_FIELD = re.compile(r"\{(\w+)(?:\+(\d+))?\}")
 
 
-def _vision_source(name: str) -> str | None:
-    """Inverse of `_vision_target`: the torchvision key (without prefix) of an OphCLIP `vision_model.` key."""
-    for target, source in (
-        ("vision_model.embedder.embedder.convolution.", "conv1."),
-        ("vision_model.embedder.embedder.normalization.", "bn1."),
-    ):
-        if name.startswith(target):
-            return source + name[len(target):]
-    match = re.fullmatch(r"vision_model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)", name)
-    if not match:
-        return None
-    base = f"layer{int(match.group(1)) + 1}.{match.group(2)}."
-    rest = match.group(3)
-    for target, source in (("shortcut.convolution.", "downsample.0."), ("shortcut.normalization.", "downsample.1.")):
-        if rest.startswith(target):
-            return base + source + rest[len(target):]
-    match = re.fullmatch(r"layer\.(\d+)\.(convolution|normalization)\.(.+)", rest)
-    if not match:
-        return None
-    kind = "conv" if match.group(2) == "convolution" else "bn"
-    return f"{base}{kind}{int(match.group(1)) + 1}.{match.group(3)}"
+class KeyTemplate:
+    """One side of a renaming rule: matches a state_dict name and writes one from field values (see
+    `KEY_RULE_TEMPLATES`). Number fields are held 0-based: `{n+1}` reads `layer3` as `n = 2` and writes it back."""
+
+    def __init__(self, template: str):
+        self.template = template
+        self.offsets, pattern, end = {}, [], 0
+        for field in _FIELD.finditer(template):
+            name, offset = field.group(1), int(field.group(2) or 0)
+            if name in self.offsets:
+                raise ValueError(f"key template {template!r} names {{{name}}} twice; expected each field once.")
+            self.offsets[name] = offset
+            group = rf"(?P<{name}>.+)" if name == "rest" else rf"(?P<{name}>\d+)"
+            pattern += [re.escape(template[end:field.start()]), group]
+            end = field.end()
+        pattern.append(re.escape(template[end:]))
+        self.pattern = re.compile("".join(pattern))
+
+    def match(self, key: str) -> dict | None:
+        """The field values of `key` (numbers 0-based), or None when it does not have this form."""
+        found = self.pattern.fullmatch(key)
+        if found is None:
+            return None
+        values = {name: found.group(name) if name == "rest" else int(found.group(name)) - offset
+                  for name, offset in self.offsets.items()}
+        if any(isinstance(value, int) and value < 0 for value in values.values()):
+            return None  # e.g. `conv0`: torchvision has none
+        return values
+
+    def format(self, values: Mapping) -> str:
+        """The name these field values give (numbers 0-based, as `match` returns them)."""
+
+        def value(field: re.Match) -> str:
+            name = field.group(1)
+            return values[name] if name == "rest" else str(values[name] + self.offsets[name])
+
+        return _FIELD.sub(value, self.template)
+
+    def __repr__(self) -> str:
+        return f"KeyTemplate({self.template!r})"
+
+
+class KeyRule(NamedTuple):
+    source: KeyTemplate  # SurgVLP name
+    target: KeyTemplate  # OphCLIP name
+
+
+KEY_RULES = tuple(KeyRule(KeyTemplate(source), KeyTemplate(target)) for source, target in KEY_RULE_TEMPLATES)
+
+
+def _rename(key: str, forward: bool) -> str | None:
+    for rule in KEY_RULES:
+        read, write = (rule.source, rule.target) if forward else (rule.target, rule.source)
+        values = read.match(key)
+        if values is not None:
+            return write.format(values)
+    return None
 
 
 def source_key_to_target(key: str) -> str | None:
     """OphCLIP state_dict name of a SurgVLP key; `""` for keys that are dropped on purpose; None for unknown keys."""
-    if key.startswith(VISION_PREFIX):
-        return _vision_target(key[len(VISION_PREFIX):])
-    if key.startswith(PROJECTION_PREFIX):
-        return "visual_projection." + key[len(PROJECTION_PREFIX):]
     if key.startswith(TEXT_PREFIX):
         name = key[len(TEXT_PREFIX):]
         if name in DROPPED_TEXT_KEYS or name.startswith(DROPPED_TEXT_PREFIXES):
             return ""
-        return "text_model." + name
-    return None
+    return _rename(key, forward=True)
 
 
 def target_key_to_source(key: str) -> str:
-    """SurgVLP name of an OphCLIP state_dict key (for error messages)."""
-    if key.startswith("vision_model."):
-        source = _vision_source(key)
-        return VISION_PREFIX + source if source is not None else key
-    if key.startswith("visual_projection."):
-        return PROJECTION_PREFIX + key[len("visual_projection."):]
-    if key.startswith("text_model."):
-        return TEXT_PREFIX + key[len("text_model."):]
-    return key
-
-
-def _listed(keys) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:_MAX_LISTED_KEYS])
-    return shown + (f", ... and {len(keys) - _MAX_LISTED_KEYS} more" if len(keys) > _MAX_LISTED_KEYS else "")
+    """SurgVLP name of an OphCLIP state_dict key (the key itself for one the predecessors do not store, such as
+    `logit_scale`)."""
+    source = _rename(key, forward=False)
+    return key if source is None else source
 
 
 def map_surgvlp_state_dict(
@@ -366,7 +390,7 @@ def map_surgvlp_state_dict(
         ValueError: naming (by their checkpoint names) the missing keys, the unexpected keys and the keys whose shapes
             differ; nothing is returned in that case.
     """
-    mapped, origin, unexpected = {}, {}, []
+    mapped, origin, unmapped = {}, {}, {}
     for key, tensor in state_dict.items():
         target = source_key_to_target(key)
         if target == "":
@@ -375,28 +399,18 @@ def map_surgvlp_state_dict(
             # BatchNorm's counter is only kept when the target's BatchNorm has one (nn.BatchNorm2d does).
             if target is not None and target.endswith(".num_batches_tracked"):
                 continue
-            unexpected.append(key)
+            unmapped[key] = tensor.shape
             continue
         mapped[target], origin[target] = tensor, key
     if "logit_scale" in target_shapes and "logit_scale" not in mapped:
         mapped["logit_scale"] = torch.tensor(float(logit_scale))
-    missing = [target_key_to_source(k) for k in target_shapes if k not in mapped]
-    mismatched = [
-        f"{origin.get(k, k)} {tuple(t.shape)} vs {tuple(target_shapes[k])}"
-        for k, t in mapped.items()
-        if tuple(t.shape) != tuple(target_shapes[k])
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {_listed(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_listed(unexpected)}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es) (checkpoint vs model): {_listed(mismatched)}")
+    # Compared by checkpoint names, which is what the user can look up in their file.
+    saved = {origin.get(name, name): tensor.shape for name, tensor in mapped.items()} | unmapped
+    differences = weight_shape_differences(saved, {target_key_to_source(k): v for k, v in target_shapes.items()})
+    if differences:
         raise ValueError(
-            "the checkpoint does not match the SurgVLP/HecVL/PeskaVLP architecture inferred from it; "
-            + "; ".join(parts)
+            "the checkpoint does not match the SurgVLP/HecVL/PeskaVLP architecture inferred from it: "
+            + differences.describe("key", "the model", limit=_MAX_LISTED_KEYS)
             + ". Nothing was written."
         )
     return mapped
@@ -511,25 +525,8 @@ def _verify_reload(folder: Path, model: OphCLIPModel):
     expected, actual = model.state_dict(), reloaded.state_dict()
     differing = [k for k in expected if k not in actual or not torch.equal(expected[k], actual[k])]
     if differing or set(actual) - set(expected):
-        raise RuntimeError(f"the saved folder does not reload to the converted weights (differs at {_listed(differing)}).")
-
-
-def _move_into_place(staging: Path, output_dir: Path):
-    """Rename the finished `staging` folder to `output_dir`, replacing what is there only once it is complete."""
-    if not (output_dir.exists() or output_dir.is_symlink()):
-        os.replace(staging, output_dir)
-        return
-    backup = output_dir.with_name(f".{output_dir.name}.replaced-{uuid.uuid4().hex[:8]}")
-    os.replace(output_dir, backup)
-    try:
-        os.replace(staging, output_dir)
-    except BaseException:
-        os.replace(backup, output_dir)
-        raise
-    if backup.is_dir() and not backup.is_symlink():
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        backup.unlink(missing_ok=True)
+        raise RuntimeError("the saved folder does not reload to the converted weights "
+                           f"(differs at {listed(differing, _MAX_LISTED_KEYS)}).")
 
 
 # -- public entry points ---------------------------------------------------------------------------------------------
@@ -598,9 +595,7 @@ def convert_surgvlp_checkpoint(
         return model
 
     _check_output_dir(output_path, overwrite)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.converting-", dir=output_path.parent))
-    try:
+    with staged_folder(output_path, "converting") as staging:
         model.save_pretrained(staging)
         if processor is not None:
             processor.save_pretrained(staging)
@@ -608,10 +603,6 @@ def convert_surgvlp_checkpoint(
         if verify:
             _verify_reload(staging, model)
         _check_output_dir(output_path, overwrite)
-        _move_into_place(staging, output_path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return model
 
 
@@ -675,6 +666,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "KEY_RULES",
+    "KEY_RULE_TEMPLATES",
+    "KeyRule",
+    "KeyTemplate",
     "build_surgvlp_processor",
     "check_finite",
     "convert_surgvlp_checkpoint",

@@ -64,6 +64,17 @@ def masked_mean_pooling(last_hidden_state: torch.Tensor, attention_mask: torch.T
     return torch.einsum("bld,bl->bd", last_hidden_state, mask) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
+def masked_frame_mean(frame_features: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the frames of each video `(B, T, D) -> (B, D)`, counting only those `frame_mask` `(B, T)` marks
+    (all when it is None). Padded frames are excluded with `torch.where`, so whatever finite values they hold cannot
+    change the mean, and nothing depends on the mask's values (no device sync, compiles with `fullgraph=True`)."""
+    if frame_mask is None:
+        return frame_features.mean(dim=1)
+    real = frame_mask.to(device=frame_features.device, dtype=torch.bool).unsqueeze(-1)  # (B, T, 1)
+    counts = real.sum(dim=1).clamp(min=1).to(frame_features.dtype)
+    return torch.where(real, frame_features, 0.0).sum(dim=1) / counts
+
+
 def _selected_indices(output_hidden_states) -> list[int] | None:
     """The hidden-state indices an `output_hidden_states` selection names, or `None` for a plain flag."""
     if output_hidden_states is None or isinstance(output_hidden_states, bool):
@@ -406,13 +417,7 @@ class OphCLIPVideoEncoderMixin:
         _check_video_inputs(pixel_values_videos, frame_mask, self.config.vision_config.num_channels)
         batch_size, num_frames = pixel_values_videos.shape[:2]
         outputs = self._vision_tower(pixel_values_videos.flatten(0, 1), **kwargs)
-        frame_features = outputs.pooler_output.unflatten(0, (batch_size, num_frames))
-        if frame_mask is None:
-            pooled = frame_features.mean(dim=1)
-        else:
-            real = frame_mask.to(torch.bool).unsqueeze(-1)  # (B, T, 1)
-            counts = real.sum(dim=1).clamp(min=1).to(frame_features.dtype)
-            pooled = torch.where(real, frame_features, 0.0).sum(dim=1) / counts
+        pooled = masked_frame_mean(outputs.pooler_output.unflatten(0, (batch_size, num_frames)), frame_mask)
 
         # The projection is affine, so projecting the mean of the frame features equals the mean of the projected
         # frame embeddings (the predecessors' order) at a T-th of the cost.

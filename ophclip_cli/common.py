@@ -43,12 +43,12 @@ def _device(name: str | None):
 
 def load_ophclip(model_id: str, device=None, attn_implementation: str | None = None):
     """Load an OphCLIP model and processor from a folder or Hub id; refuse checkpoints of other architectures."""
-    from transformers import PretrainedConfig
+    from evaluate_suite.model_path import ModelPathError, read_model_config
 
     try:
-        config_dict, _ = PretrainedConfig.get_config_dict(model_id)
-    except Exception as error:  # OSError, EnvironmentError, HF hub errors, JSON errors
-        raise CLIError(f"cannot read a model config from {model_id!r}: {error}") from None
+        config_dict = read_model_config(model_id)
+    except ModelPathError as error:
+        raise CLIError(str(error)) from None
     model_type = config_dict.get("model_type")
     if model_type != "ophclip":
         raise CLIError(f"{model_id!r} is not an OphCLIP checkpoint (config model_type is {model_type!r}, expected 'ophclip')")

@@ -13,26 +13,13 @@
 - `ophclip_train.checkpoint`, `ophclip_train.tracking`, `ophclip_train.evaluation`: atomic rotated checkpoints, the
   JSON-lines tracker, the zero-shot evaluation adapter.
 
-Importing the package imports nothing heavy; import the submodules you need (the names below load on first use).
+Importing the package imports nothing heavy: it imports the configuration (`config.py`, standard library only)
+plainly; import the other submodules you need (`from ophclip_train.trainer import Pretrainer`). Of ours the
+submodules import `modeling_ophclip`, `datasets_ophvl`, `evaluate_suite` (periodic evaluation, the weights hash) and
+`model_cards` (the final model card); only `ophclip_cli` and the app sit above this package.
 """
 
-import importlib
+from .config import PretrainConfig, parse_config, parse_schedule
 
 
-_LAZY = {
-    "PretrainConfig": ".config",
-    "parse_config": ".config",
-    "parse_schedule": ".config",
-    "Pretrainer": ".trainer",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)
+__all__ = ["PretrainConfig", "parse_config", "parse_schedule"]

@@ -9,8 +9,9 @@ module, `optimizer.bin`, the learning-rate scheduler, every process's RNG states
   `state_dict()` per DataLoader worker);
 - `bank/`: the silent-video memory bank (`SilentVideoBank.save`), when retrieval is on.
 
-Every process writes its part into `.tmp-step-N`; once all are done the main process renames it to `step-N`, so a
-`step-N` folder is always complete (a run killed while saving leaves only a `.tmp-*` folder, removed at the next
+Every process writes its part into `.tmp-step-N`; once all are done the main process renames it to `step-N`
+(`modeling_ophclip.saving.replace_folder`, which also replaces a `step-N` saved before only then), so a `step-N`
+folder is always complete (a run killed while saving leaves only a `.tmp-*` folder, removed at the next
 start). Then checkpoints beyond `save_total_limit` are deleted, oldest first.
 
 Before a resume loads anything, `read_trainer_state` checks that the folder has every file (cheap: before the model
@@ -20,10 +21,11 @@ checkpoint of another model, or an incomplete one, is a clear error naming it ra
 
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
+
+from modeling_ophclip.saving import replace_folder, weight_shape_differences
 
 
 logger = logging.getLogger(__name__)
@@ -127,9 +129,7 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, dat
         _write_json(tmp / TRAINER_STATE, trainer_state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():  # the same step saved again (e.g. a resumed run): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)  # the same step saved again (e.g. a resumed run) is replaced once tmp is whole
         for path in rotate_checkpoints(output_dir, save_total_limit):
             logger.info(f"deleted old checkpoint {path}")
     accelerator.wait_for_everyone()
@@ -141,8 +141,6 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, dat
 # the learning-rate scheduler (registered for checkpointing, hence accelerate's first custom state).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIMIZER_FILE = "optimizer.bin"
-# Shown per kind of difference in the error for a checkpoint of another model.
-MAX_LISTED = 5
 DDP_PREFIX = "module."
 
 
@@ -206,10 +204,6 @@ def saved_weight_shapes(path) -> dict[str, tuple]:
     return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
-def _listed(items: list[str]) -> str:
-    return ", ".join(items[:MAX_LISTED]) + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
-
-
 def _without_ddp_prefix(shapes: dict) -> dict:
     return {name.removeprefix(DDP_PREFIX): shape for name, shape in shapes.items()}
 
@@ -240,21 +234,11 @@ def check_model_matches(path, module) -> None:
         raise ValueError(f"--resume: the checkpoint {path} fits this model but was saved by {launches[0]} and this "
                          f"run is {launches[1]}; resume it with the same kind of launch (one process, or several "
                          "with accelerate launch)")
-    missing = sorted(set(expected) - set(saved))
-    unexpected = sorted(set(saved) - set(expected))
-    resized = [f"{name} (checkpoint {list(saved[name])}, this model {list(expected[name])})"
-               for name in sorted(set(saved) & set(expected)) if saved[name] != expected[name]]
-    problems = []
-    if resized:
-        problems.append(f"{len(resized)} parameter(s) of another shape: {_listed(resized)}")
-    if missing:
-        problems.append(f"{len(missing)} parameter(s) missing from the checkpoint: {_listed(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} parameter(s) not in this model: {_listed(unexpected)}")
+    problems = weight_shape_differences(saved, expected).describe("parameter", "this model")
     options = path.parent.parent / "pretraining_config.json"
     hint = f" (its run's options are in {options})" if options.is_file() else ""
     raise ValueError(
-        f"--resume: the checkpoint {path} was written for a different model: {'; '.join(problems)}. Resume with the "
+        f"--resume: the checkpoint {path} was written for a different model: {problems}. Resume with the "
         f"model options the checkpoint was trained with{hint}, or start a new run without --resume")
 
 

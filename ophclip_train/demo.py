@@ -13,7 +13,7 @@ Steps (each prints what it does; training shows a progress bar):
 2. train a WordPiece tokenizer on its narrations, title summaries and titles (`ophclip_train.tokenizer`);
 3. pretrain a small OphCLIP (the `tiny` preset: a two-stage ResNet and a four-layer BERT) with `train_accelerate.py`:
    clip-level and video-level InfoNCE in alternation with silent-video retrieval augmentation and memory-bank refresh;
-4. the ablation: the same run with `--retrieval false`;
+4. the ablation: the same run with `--retrieval false` (`--skip-ablation` leaves it and its evaluation out);
 5. zero-shot phase recognition and zero-shot instrument recognition of both on the two held-out benchmarks,
    clinic A (the narrated data's domain) and clinic B (the domain only the silent videos show) (`evaluate_suite`),
    written to `results.jsonl`, `leaderboard.md` and phase-timeline / confusion-matrix plots;
@@ -227,12 +227,13 @@ def portable_options(options: dict, root: Path) -> dict:
 def write_model_card(model_dir: Path, records, data_stats: dict, root: Path) -> None:
     """The model card of the demo model, with its evaluation table, and its `.eval_results/`; paths under `root`
     (the demo folder) are written relative to it."""
-    from evaluate_suite.leaderboard import model_index, write_eval_results
-    from model_cards import build_model_card
+    from evaluate_suite.leaderboard import published_metrics
+    from model_cards import build_model_card, model_index, write_eval_results
 
+    rows = published_metrics(records, MODEL_ID)
     options = json.loads((model_dir / "pretraining_config.json").read_text())
     card = build_model_card(
-        model_dir, model_id=MODEL_ID, eval_results=model_index(records, MODEL_ID), data_stats=data_stats,
+        model_dir, model_id=MODEL_ID, eval_results=model_index(rows), data_stats=data_stats,
         training_args=portable_options(options, root),
         model_summary=(f"`{MODEL_ID}` is a small OphCLIP (two-stage ResNet + four-layer BERT) pretrained from scratch "
                        "on the synthetic OphVL-mini by the project's demo (`make demo`), with the full hierarchical "
@@ -244,7 +245,7 @@ def write_model_card(model_dir: Path, records, data_stats: dict, root: Path) -> 
         tags=["synthetic-data", "demo"],
     )
     card.save(model_dir / "README.md")
-    write_eval_results(model_dir, records, MODEL_ID)
+    write_eval_results(model_dir, rows)
 
 
 def _percent(value: float) -> str:
@@ -252,8 +253,9 @@ def _percent(value: float) -> str:
 
 
 def run_demo(output_dir, *, max_steps: int = 300, videos: int = 40, silent: int = 40, seed: int = 0,
-             overwrite: bool = False) -> dict:
-    """Run the whole demo into `output_dir`; returns the summary that is also written to `summary.json`."""
+             overwrite: bool = False, ablation: bool = True) -> dict:
+    """Run the whole demo into `output_dir`; returns the summary that is also written to `summary.json`. With
+    `ablation=False` the second pretraining run (retrieval off) and its evaluation are left out."""
     from datasets_ophvl.mini import generate_ophvl_mini
     from evaluate_suite.leaderboard import latest_records, read_records, render_leaderboard
 
@@ -278,15 +280,20 @@ def run_demo(output_dir, *, max_steps: int = 300, videos: int = 40, silent: int 
     _say(f"[3/{steps}] pretraining OphCLIP with the full objective (clip + video level, retrieval), "
          f"{max_steps} steps ...")
     full = pretrain(out / "runs" / "full", data, out / "tokenizer", max_steps, retrieval=True)
-    _say(f"[4/{steps}] the ablation: the same run without retrieval augmentation ...")
-    ablation = pretrain(out / "runs" / "no-retrieval", data, out / "tokenizer", max_steps, retrieval=False)
+    if ablation:
+        _say(f"[4/{steps}] the ablation: the same run without retrieval augmentation ...")
+        ablation_dir = pretrain(out / "runs" / "no-retrieval", data, out / "tokenizer", max_steps, retrieval=False)
+    else:
+        _say(f"[4/{steps}] the ablation: skipped (--skip-ablation)")
+        ablation_dir = None
 
     _say(f"[5/{steps}] zero-shot evaluation on the held-out benchmarks of clinic A and clinic B ({SPLIT} split) ...")
     model_dir = out / "model"
     shutil.copytree(full, model_dir)
     results = out / "results.jsonl"
-    scores = {MODEL_ID: evaluate(model_dir, MODEL_ID, data, results, out / "plots" / "full"),
-              ABLATION_ID: evaluate(ablation, ABLATION_ID, data, results, out / "plots" / "no-retrieval")}
+    scores = {MODEL_ID: evaluate(model_dir, MODEL_ID, data, results, out / "plots" / "full")}
+    if ablation_dir is not None:
+        scores[ABLATION_ID] = evaluate(ablation_dir, ABLATION_ID, data, results, out / "plots" / "no-retrieval")
     render_leaderboard(results, out)
 
     _say(f"[6/{steps}] writing the model folder and its model card ...")
@@ -317,7 +324,7 @@ def run_demo(output_dir, *, max_steps: int = 300, videos: int = 40, silent: int 
             "model": str(model_dir), "model_card": str(model_dir / "README.md"), "leaderboard": str(out / "leaderboard.md"),
             "results": str(results), "timelines": scores[MODEL_ID]["clinic A"]["plots"],
             "attention": [str(p) for p in attention], "data": str(data), "tokenizer": str(out / "tokenizer"),
-            "ablation_model": str(ablation),
+            "ablation_model": str(ablation_dir) if ablation_dir is not None else None,
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -334,6 +341,8 @@ def _print_summary(summary: dict) -> None:
          "clinic A is the narrated data's domain, clinic B the domain only the silent videos show:")
     _say(f"  {'model':32s} {'clinic':8s} {'phase acc':>9s} {'phase F1':>9s} {'instr. mAP':>10s}")
     for name, label in ((MODEL_ID, "full objective (retrieval on)"), (ABLATION_ID, "ablation (retrieval off)")):
+        if name not in scores:
+            continue  # --skip-ablation
         for clinic in BENCHMARKS:
             s = scores[name][clinic]
             _say(f"  {label:32s} {clinic[-1]:8s} {_percent(s['phase']['accuracy']):>9s} "
@@ -370,6 +379,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=40, help="narrated OphVL-mini procedures (default: %(default)s)")
     p.add_argument("--silent", type=int, default=40, help="silent videos in the memory bank (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="OphVL-mini seed (default: %(default)s)")
+    p.add_argument("--skip-ablation", action="store_true",
+                   help="leave out the ablation (the second pretraining run, without retrieval) and its evaluation; "
+                        "`make demo DEMO_ARGS=--skip-ablation`")
     return p
 
 
@@ -381,7 +393,7 @@ def main(argv=None) -> int:
             return 2
     try:
         run_demo(args.output_dir, max_steps=args.max_steps, videos=args.videos, silent=args.silent, seed=args.seed,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, ablation=not args.skip_ablation)
     except DemoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ ends with the same weights as an uninterrupted one (with `--dataloader_num_worke
 `DataArguments`).
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -61,6 +62,8 @@ logger = logging.getLogger("ophclip_train")
 FINAL_DIR = "final"
 LOGS_DIR = "logs"
 PRETRAIN_CONFIG_FILE = "pretraining_config.json"
+# The phases of a training step that timing hooks (`Pretrainer.add_timing_hook`) are told about, in the order they run.
+TIMED_PHASES = ("data", "forward_backward", "optimizer_step")
 
 
 def _step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
@@ -111,11 +114,40 @@ class Pretrainer:
     >>> from ophclip_train.trainer import Pretrainer
     >>> Pretrainer(parse_config(["--config", "configs/pretrain_mini.yaml", "--max_steps", "20"])).train()
     ```
+
+    Timing hooks (`add_timing_hook`) see how long each phase of every training step took: `"data"` (the next batch
+    read, decoded and collated), `"forward_backward"` (embedding, loss and backward of all micro-batches) and
+    `"optimizer_step"` (`TIMED_PHASES`). `benchmarks/bench_train.py` splits each step with them. Without a hook
+    nothing is timed; with one, on CUDA each clock read first waits for the device, so a time is the work's, not its
+    launch's.
     """
 
     def __init__(self, config: PretrainConfig):
         self.config = config
         self.output_dir = Path(config.training.output_dir)
+        self.timing_hooks = []  # callables `hook(phase, seconds)`, see `add_timing_hook`
+
+    def add_timing_hook(self, hook) -> None:
+        """Call `hook(phase, seconds)` after each phase of `TIMED_PHASES` in every training step (in that order; a
+        step whose loss is not finite skips its optimiser step, and so that phase). `seconds` is wall-clock time."""
+        if not callable(hook):
+            raise TypeError(f"a timing hook must be callable as hook(phase, seconds); got a {type(hook).__name__}")
+        self.timing_hooks.append(hook)
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str):
+        if not self.timing_hooks:
+            yield
+            return
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.synchronize(self.accelerator.device)
+        began = time.perf_counter()
+        yield
+        if self.accelerator.device.type == "cuda":
+            torch.cuda.synchronize(self.accelerator.device)
+        seconds = time.perf_counter() - began
+        for hook in self.timing_hooks:
+            hook(phase, seconds)
 
     # -- setup ----------------------------------------------------------------------------------------------------
 
@@ -461,7 +493,8 @@ class Pretrainer:
         t = self.config.training
         level = self.pattern[step % len(self.pattern)]
         torch.manual_seed(_step_seed(t.seed, step, self.accelerator.process_index))  # dropout, accumulation seeds
-        batch = next(self.streams[level])
+        with self._timed("data"):
+            batch = next(self.streams[level])
         micro_batches = split_batch(batch, t.gradient_accumulation_steps)
         extra = {}
         if level == "clip":
@@ -479,9 +512,10 @@ class Pretrainer:
                 return text, video
 
         self.module.train()
-        losses = CachedFeatureAccumulator().accumulate_step(
-            micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
-            no_sync=lambda: self.accelerator.no_sync(self.module))
+        with self._timed("forward_backward"):
+            losses = CachedFeatureAccumulator().accumulate_step(
+                micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
+                no_sync=lambda: self.accelerator.no_sync(self.module))
         losses.update(extra)
         if not self._all_finite(losses["loss"]):
             # One bad batch must not poison the weights: drop its gradients, keep the schedule where it is.
@@ -497,7 +531,8 @@ class Pretrainer:
             return level, losses, len(batch["input_ids"])
         if t.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.module.parameters(), t.max_grad_norm)
-        self.optimizer.step()
+        with self._timed("optimizer_step"):
+            self.optimizer.step()
         self.last_lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,13 @@ from torch import nn
 from transformers import BertTokenizer
 
 from modeling_ophclip import OphCLIPModel, OphCLIPProcessor
-from modeling_ophclip.convert import convert_surgvlp_checkpoint, main
+from modeling_ophclip.convert import (
+    KEY_RULES,
+    convert_surgvlp_checkpoint,
+    main,
+    source_key_to_target,
+    target_key_to_source,
+)
 from remote_code import run_without_project
 
 
@@ -476,8 +482,8 @@ def test_missing_and_unexpected_keys_are_listed_and_nothing_is_written(tmp_path,
     with pytest.raises(ValueError) as error:
         convert_surgvlp_checkpoint(path, output, text_num_attention_heads=NUM_HEADS)
     message = str(error.value)
-    assert "missing 1 key(s): backbone_img.model.layer2.1.bn2.running_var" in message
-    assert "unexpected 1 key(s): backbone_img.model.fc.weight" in message
+    assert "1 key(s) missing from the checkpoint: backbone_img.model.layer2.1.bn2.running_var" in message
+    assert "1 key(s) not in the model: backbone_img.model.fc.weight" in message
     assert not output.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]
 
@@ -485,7 +491,8 @@ def test_missing_and_unexpected_keys_are_listed_and_nothing_is_written(tmp_path,
 def test_shape_mismatch_is_reported(predecessor):
     state_dict = predecessor_state_dict(predecessor)
     state_dict["backbone_text.model.encoder.layer.2.output.dense.bias"] = torch.zeros(HIDDEN + 1)
-    with pytest.raises(ValueError, match=r"shape mismatch.*encoder\.layer\.2\.output\.dense\.bias"):
+    with pytest.raises(ValueError, match=rf"1 key\(s\) of another shape: backbone_text\.model\.encoder\.layer\.2\.output"
+                                         rf"\.dense\.bias \(checkpoint \[{HIDDEN + 1}\], the model \[{HIDDEN}\]\)"):
         convert_surgvlp_checkpoint(state_dict, text_num_attention_heads=NUM_HEADS)
 
 
@@ -603,3 +610,43 @@ def test_cli_checkpoint_with_nan_weights_names_the_tensors(tmp_path, predecessor
             for key, value in predecessor_state_dict(predecessor).items()}
     with pytest.raises(ValueError, match=r"the checkpoint holds non-finite values .*, \.\.\. and \d+ more; expected"):
         convert_surgvlp_checkpoint(many, text_num_attention_heads=NUM_HEADS)
+
+
+# -- the key renaming table -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", KEY_RULES, ids=lambda rule: rule.source.template)
+def test_each_key_rule_round_trips(rule):
+    """Each rule of the one table renames a SurgVLP key to its OphCLIP key and back to itself, and no other rule
+    claims either key (so the table read forwards and backwards is one bijection)."""
+    values = {name: "running_mean" if name == "rest" else 2 for name in rule.source.offsets}
+    source, target = rule.source.format(values), rule.target.format(values)
+    assert source_key_to_target(source) == target
+    assert target_key_to_source(target) == source
+    assert [r for r in KEY_RULES if r.source.match(source) is not None] == [rule]
+    assert [r for r in KEY_RULES if r.target.match(target) is not None] == [rule]
+
+
+def test_key_rules_count_torchvision_layers_from_one():
+    assert source_key_to_target("backbone_img.model.layer1.0.conv3.weight") == (
+        "vision_model.encoder.stages.0.layers.0.layer.2.convolution.weight")
+    assert target_key_to_source("vision_model.encoder.stages.3.layers.2.shortcut.normalization.bias") == (
+        "backbone_img.model.layer4.2.downsample.1.bias")
+    # torchvision has no layer0 / conv0 / bn0: such keys are unknown, not renamed to index -1.
+    for key in ("backbone_img.model.layer0.0.conv1.weight", "backbone_img.model.layer1.0.bn0.weight",
+                "backbone_img.model.fc.weight"):
+        assert source_key_to_target(key) is None
+    assert source_key_to_target("backbone_text.model.embeddings.position_ids") == ""  # dropped on purpose
+    assert target_key_to_source("logit_scale") == "logit_scale"  # the predecessors store none
+
+
+def test_every_key_of_a_real_conversion_round_trips(predecessor, converted):
+    renamed = set()
+    for source in predecessor_state_dict(predecessor):
+        target = source_key_to_target(source)
+        if target:
+            assert target_key_to_source(target) == source
+            renamed.add(target)
+    assert renamed >= set(converted.state_dict()) - {"logit_scale"}
+    for target in converted.state_dict():
+        assert source_key_to_target(target_key_to_source(target)) == target or target == "logit_scale"

@@ -95,6 +95,23 @@ def test_demo_writes_model_card_leaderboard_and_pictures(demo_run):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in attention)
 
 
+def test_demo_skip_ablation_leaves_out_the_second_run(tmp_path):
+    """`--skip-ablation` (`make demo DEMO_ARGS=--skip-ablation`): no run without retrieval, no evaluation of it; the
+    rest of the demo is whole. A tiny run: what is checked is which steps happen, not what is learnt."""
+    out = tmp_path / "out"
+    result = run_demo("--output-dir", str(out), "--videos", "8", "--silent", "8", "--max-steps", "4",
+                      "--skip-ablation")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "[4/7] the ablation: skipped (--skip-ablation)" in result.stdout
+    assert "ablation (retrieval off)" not in result.stdout and "[7/7]" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["scores"]) == [demo.MODEL_ID] and summary["files"]["ablation_model"] is None
+    assert not (out / "runs" / "no-retrieval").exists() and (out / "runs" / "full").is_dir()
+    leaderboard = (out / "leaderboard.md").read_text()
+    assert demo.MODEL_ID in leaderboard and demo.ABLATION_ID not in leaderboard
+    assert (out / "model" / "README.md").is_file()
+
+
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     result = run_demo("--output-dir", str(tmp_path), "--max-steps", "1", timeout=120)

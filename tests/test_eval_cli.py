@@ -154,11 +154,11 @@ def test_retrieval_and_leaderboard_commands(ophclip_dir, clip_dir, mini, tmp_pat
         code, out, err = run(["retrieval", "--model", model, "--root", mini, "--max-clips", "10", "--num-frames", "4",
                               "--num-workers", "0", "--results", results], capsys)
         assert code == 0, err
-        assert out["metrics"]["num_clips"] == 10 and 0 <= out["metrics"]["t2v_R@1"] <= 100
+        assert out["metrics"]["num_clips"] == 10 and 0 <= out["metrics"]["t2v_R@1"] <= 1  # a fraction, as all rates
     code, out, err = run(["leaderboard", "--results", results, "--out", tmp_path / "board", "--model-id",
                           str(ophclip_dir)], capsys)
     assert code == 0, err
-    assert out.startswith("| model |") and f"wrote {tmp_path / 'board' / 'leaderboard.md'}" in out
+    assert out.startswith("### Retrieval\n\n| model |") and f"wrote {tmp_path / 'board' / 'leaderboard.md'}" in out
     table = (tmp_path / "board" / "leaderboard.md").read_text()
     assert "ophvl-clips:mini" in table and str(clip_dir) in table and str(ophclip_dir) in table
     assert (tmp_path / "board" / "model_index.yaml").is_file()
@@ -178,12 +178,115 @@ def test_input_errors_exit_2_with_one_line(ophclip_dir, mini, tmp_path, capsys):
     assert code == 2 and "no shard matches" in err
     code, _, err = run(["zero-shot-phase", "--model", tmp_path / "no-model", "--benchmark", "ophvl-mini-phase",
                         "--root", mini / "benchmark"], capsys)
-    assert code == 2 and "cannot load a model config" in err
+    assert code == 2 and f"model '{tmp_path / 'no-model'}': no such folder; expected a model folder" in err
     assert not (tmp_path / "r.jsonl").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["zero-shot-phase", *map(str, common), "--benchmark", "ophvl-mini-phase", "--root", str(mini),
               "--fps", "0"])
     assert exit_info.value.code == 2 and "must be > 0" in capsys.readouterr().err
+
+
+# -- issue 16: model paths, progress, units, fractions, the benchmark list -----------------------------------------
+
+
+def test_doctests_of_the_model_path_progress_and_probe_modules():
+    import doctest
+
+    from evaluate_suite import model_path, progress
+    from evaluate_suite.protocols import linear_probing
+
+    for module in (model_path, progress, linear_probing):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0, module.__name__
+
+
+def test_a_path_that_is_not_a_model_gives_one_clear_line_in_both_commands(mini, workdir, tmp_path, capsys):
+    """A missing folder, a folder without config.json, a config without model_type and a file: one line saying what
+    is wrong and what was expected, the same from `python -m evaluate_suite` and from `ophclip` (one function)."""
+    from ophclip_cli.main import main as ophclip_main
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "untyped").mkdir()
+    (tmp_path / "untyped" / "config.json").write_text('{"hidden_size": 8}')
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    video = next((mini / "benchmark").rglob("*.mp4"))
+    cases = {
+        tmp_path / "runs" / "missing" / "final": "no such folder; expected a model folder (config.json + weights",
+        tmp_path / "empty": "the folder has no config.json; expected a model folder",
+        tmp_path / "untyped": "config.json names no model_type; expected the config of a transformers model",
+        tmp_path / "weights.bin": "is a file, not a folder; expected a model folder",
+    }
+    for path, expected in cases.items():
+        code, _, err = run(["zero-shot-phase", "--model", path, "--benchmark", "ophvl-mini-phase", "--root",
+                            mini / "benchmark", "--results", tmp_path / "r.jsonl"], capsys)
+        assert code == 2 and f"model '{path}'" in err and expected in err, err
+        assert len(err.strip().splitlines()) == 1 and "Repo id" not in err and "Should have a" not in err
+        evaluate_line = err.strip().split("error: ", 1)[1]
+        code = ophclip_main(["zero-shot", str(video), "--model", str(path), "--labels", "a,b", "--output",
+                             str(tmp_path / "p.csv")])
+        err = capsys.readouterr().err
+        assert code == 1 and err.strip() == f"ophclip zero-shot: error: {evaluate_line}", err
+    assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "p.csv").exists()
+    # A Hub id (not a local path) that cannot be read: one line too, without a network request here.
+    from evaluate_suite.model_path import ModelPathError, read_model_config
+
+    with pytest.raises(ModelPathError, match=r"^model 'org/not-cached' is not a local folder, and its config could "
+                                             r"not be read from the Hub \(.*\); expected a model folder"):
+        read_model_config("org/not-cached", local_files_only=True, cache_dir=tmp_path / "cache")
+
+
+def test_progress_bars_on_a_terminal_only_and_off_with_quiet(ophclip_dir, mini, tmp_path, capsys):
+    from evaluate_suite.progress import set_progress
+
+    common = ["--model", ophclip_dir, "--benchmark", "ophvl-mini-phase", "--root", mini / "benchmark",
+              "--num-workers", "0", "--results", tmp_path / "r.jsonl"]
+    code, _, err = run(["zero-shot-phase", *common], capsys)  # stderr is not a terminal here: no bar
+    assert code == 0 and "frames of" not in err
+    set_progress(True)  # as on a terminal
+    try:
+        code, _, err = run(["zero-shot-phase", *common], capsys)
+        assert code == 0 and "frames of 1 videos" in err
+        code, _, err = run(["zero-shot-phase", *common, "--quiet"], capsys)
+        assert code == 0 and "frames of" not in err
+    finally:
+        set_progress(None)
+
+
+def test_linear_probe_warns_when_fractions_select_the_same_videos(ophclip_dir, mini, tmp_path, capsys):
+    """`--fractions 0.01 0.1 1` on a small benchmark: the rows that train on the same videos are named in a warning
+    (and in the JSON) with the number of videos each row actually trained on."""
+    with pytest.warns(UserWarning) as caught:
+        code, out, err = run(["linear-probe", "--model", ophclip_dir, "--benchmark", "ophvl-mini-phase", "--root",
+                              mini / "benchmark", "--fractions", "0.01", "0.1", "1", "--seeds", "0",
+                              "--num-workers", "0", "--results", tmp_path / "r.jsonl"], capsys)
+    assert code == 0, err
+    rows = out["metrics"]
+    pool = rows["100%"]["train_pool"]
+    assert pool < 10  # small enough that 1% and 10% are both one video
+    assert [rows[label]["train_videos"] for label in ("1%", "10%", "100%")] == [1, 1, pool]
+    same = "1%, 10% and 100% all" if pool == 1 else "1% and 10% both"
+    expected = f"fractions {same} train on 1 of {pool} video{'s' if pool > 1 else ''} (the same draws; their rows " \
+               f"are identical)"
+    assert out["warnings"] == [expected]
+    assert [str(w.message) for w in caught] == [f"benchmark 'ophvl-mini-phase': {expected}"]
+    assert all(0 <= rows[label]["accuracy"] <= 1 for label in rows)  # fractions, as every rate
+    # Without a repeated size there is no warning.
+    from evaluate_suite.protocols.linear_probing import same_size_fractions
+
+    assert same_size_fractions([0.01, 0.1, 1.0], 200) == []
+
+
+def test_benchmark_descriptions_are_wrapped_at_word_boundaries(capsys):
+    from evaluate_suite.registry import get_benchmark, list_benchmarks
+
+    code, out, _ = run(["benchmarks"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    described = [line.strip() for line in lines if line.startswith("    ")]
+    assert described and all(len(line) <= 120 for line in lines if line.startswith("    "))
+    words = {word for name in list_benchmarks() for word in (get_benchmark(name).description or "").split()}
+    for line in described:
+        for word in line.split():
+            assert word in words or word == "...", f"{word!r} is cut: {line}"
 
 
 # -- issue 17: cards, prompt modes, splits, the table --------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The leaderboard: result records (JSON lines), the markdown table, the model card's `model-index`, the
-`.eval_results/*.yaml` files and the weights hash."""
+"""The leaderboard: result records (JSON lines), the markdown tables, the weights hash, and what a model publishes
+(the model card's `model-index` and the `.eval_results/*.yaml` files, written by `model_cards.eval_results` from
+`published_metrics`)."""
 
 import doctest
 import json
@@ -16,17 +17,16 @@ from evaluate_suite import leaderboard
 from evaluate_suite.leaderboard import (
     EvalRecord,
     append_record,
-    eval_result_entries,
     latest_records,
     leaderboard_table,
     metric_unit,
-    model_index,
+    published_metrics,
     read_records,
     render_leaderboard,
-    update_model_card,
     weights_hash,
-    write_eval_results,
 )
+from model_cards import eval_results as hub_metadata
+from model_cards.eval_results import eval_result_entries, update_model_card, write_eval_results
 
 
 JAN, FEB, MAR = "2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00", "2025-03-01T00:00:00+00:00"
@@ -42,21 +42,34 @@ def records() -> list[EvalRecord]:
         EvalRecord("ophclip", OPH_HASH, "c101", "zero-shot", {"accuracy": 0.5312, "f1": None, "num_videos": 2},
                    prompts_hash="p1", date=MAR, extra={"split": "test"}),
         EvalRecord("ophclip", OPH_HASH, "ophvl:test", "retrieval",
-                   {"t2v_R@1": 23.44, "t2v_R@5": 51.0, "t2v_MedR": 5.0, "v2t_R@1": 20.0, "num_clips": 40}, date=JAN),
+                   {"t2v_R@1": 0.2344, "t2v_R@5": 0.51, "t2v_MedR": 5.0, "v2t_R@1": 0.2, "num_clips": 40}, date=JAN),
         EvalRecord("ophclip", OPH_HASH, "c101", "zero-shot", {"accuracy": 0.1, "f1": 0.1}, date=FEB),
     ]
 
 
 TABLE = """\
-| model | c101 / zero-shot / accuracy | c101 / zero-shot / f1 | ophvl:test / retrieval / t2v_R@1 \
-| ophvl:test / retrieval / t2v_R@5 | ophvl:test / retrieval / v2t_R@1 |
-|---|---:|---:|---:|---:|---:|
-| clip-b16 `aa11aa11` | 25.0 | 20.5 | – | – | – |
-| ophclip `bb22bb22` | 53.1 | n/a | 23.4 | 51.0 | 20.0 |"""
+### Phase recognition: zero-shot
+
+| model | c101 / accuracy | c101 / f1 |
+|---|---:|---:|
+| clip-b16 `aa11aa11` | 25.0 | 20.5 |
+| ophclip `bb22bb22` | 53.1 | n/a |
+
+### Retrieval
+
+| model | ophvl:test / t2v_R@1 | ophvl:test / t2v_R@5 | ophvl:test / v2t_R@1 |
+|---|---:|---:|---:|
+| ophclip `bb22bb22` | 23.4 | 51.0 | 20.0 |"""
+
+
+def model_index(recs, model_id, *, dataset_ids=None, **selection):
+    """The model-index of one model's records, as the leaderboard publishes it."""
+    return hub_metadata.model_index(published_metrics(recs, model_id, **selection), dataset_ids=dataset_ids)
 
 
 def test_doctests():
-    assert doctest.testmod(leaderboard, optionflags=doctest.ELLIPSIS).failed == 0
+    for module in (leaderboard, hub_metadata):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 # -- records --------------------------------------------------------------------------------------------------------
@@ -130,6 +143,22 @@ def test_unknown_fields_are_ignored():
     assert EvalRecord.from_dict(data) == records()[0]
 
 
+def test_one_unit_for_rates_and_older_percent_recalls_converted(tmp_path):
+    """Every rate is stored as a fraction; a record written before that convention (no `units` field, R@K in
+    percent) reads back as fractions, while ranks, counts and the other rates are untouched."""
+    retrieval = records()[2]
+    assert retrieval.to_dict()["units"] == "fraction"
+    old = {k: v for k, v in retrieval.to_dict().items() if k != "units"}
+    old["metrics"] = {"t2v_R@1": 23.44, "t2v_R@5": 51.0, "t2v_MedR": 5.0, "v2t_R@1": 20.0, "num_clips": 40}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    (back,) = read_records(path)
+    assert back.metrics == pytest.approx(retrieval.metrics) and back.units == "fraction"
+    phase_old = {k: v for k, v in records()[0].to_dict().items() if k != "units"}
+    assert EvalRecord.from_dict(phase_old).metrics == records()[0].metrics
+    assert all(metric_unit(m) != "percent" for r in records() for m in r.metrics)
+
+
 def test_duplicates_latest_wins():
     latest = latest_records(records())
     assert len(latest) == 3
@@ -150,12 +179,29 @@ def test_table_two_models_two_benchmarks():
 
 
 def test_table_metric_choice_and_units():
-    table = leaderboard_table(records(), metrics=["t2v_MedR", "accuracy"])
-    assert table.splitlines()[0] == "| model | c101 / zero-shot / accuracy | ophvl:test / retrieval / t2v_MedR |"
-    assert table.splitlines()[-1] == "| ophclip `bb22bb22` | 53.1 | 5.0 |"
+    table = leaderboard_table(records(), metrics=["t2v_MedR", "accuracy"]).splitlines()
+    assert table[2] == "| model | c101 / accuracy |" and table[-3] == "| model | ophvl:test / t2v_MedR |"
+    assert table[-1] == "| ophclip `bb22bb22` | 5.0 |"
     assert leaderboard_table([]) == "_No results._"
     assert [metric_unit(m) for m in ("mAP", "FPR_macro", "accuracy_smoothed", "f1_seed_std", "v2t_R@10", "t2v_MnR",
-                                      "frames")] == ["fraction"] * 4 + ["percent", "rank", "other"]
+                                      "frames")] == ["fraction"] * 5 + ["rank", "other"]
+
+
+def test_table_stays_narrow_with_many_benchmarks():
+    """One table per task and protocol, one row per model: eleven benchmarks of three protocols do not make one row
+    of 40 columns."""
+    many = []
+    for i in range(6):
+        many.append(EvalRecord("m", "h", f"phase{i}", "zero-shot", {"accuracy": 0.5, "f1": 0.4}))
+        many.append(EvalRecord("m", "h", f"phase{i}", "linear-probe-10%", {"accuracy": 0.6, "f1": 0.5}))
+    for i in range(5):
+        many.append(EvalRecord("m", "h", f"tools{i}", "zero-shot", {"mAP": 0.3, "FPR": 0.1}))
+    table = leaderboard_table(many)
+    headings = [line for line in table.splitlines() if line.startswith("### ")]
+    assert headings == ["### Phase recognition: linear-probe-10%", "### Phase recognition: zero-shot",
+                        "### Instrument recognition: zero-shot"]
+    widths = [line.count(" | ") for line in table.splitlines() if line.startswith("| m ")]
+    assert widths == [12, 12, 10]
 
 
 def test_table_escapes_pipes():
@@ -188,7 +234,7 @@ def test_model_index_values():
 
 def test_model_index_round_trip_through_the_card(tmp_path):
     card_path = tmp_path / "README.md"
-    update_model_card(card_path, records(), "ophclip", model_name="OphCLIP-base")
+    update_model_card(card_path, published_metrics(records(), "ophclip"), model_name="OphCLIP-base", title="ophclip")
     card = ModelCard.load(card_path)
     assert card.data.model_name == "OphCLIP-base"
     assert published(card.data.eval_results) == published(model_index(records(), "ophclip"))
@@ -199,7 +245,7 @@ def test_model_index_round_trip_through_the_card(tmp_path):
     card.data.license = "apache-2.0"
     card.save(card_path)
     newer = EvalRecord("ophclip", OPH_HASH, "c101", "zero-shot", {"accuracy": 0.6}, date="2025-04-01T00:00:00+00:00")
-    update_model_card(card_path, records() + [newer], "ophclip")
+    update_model_card(card_path, published_metrics(records() + [newer], "ophclip"), title="ophclip")
     card = ModelCard.load(card_path)
     assert card.text.strip() == "# OphCLIP\n\nHand-written description.".strip() and card.data.license == "apache-2.0"
     assert card.data.model_name == "OphCLIP-base"
@@ -222,7 +268,8 @@ def test_model_index_uses_the_latest_checkpoint():
 
 
 def test_eval_results_yaml_files(tmp_path):
-    paths = write_eval_results(tmp_path, records(), "ophclip", dataset_ids={"c101": "org/cataract-101"})
+    paths = write_eval_results(tmp_path, published_metrics(records(), "ophclip"),
+                               dataset_ids={"c101": "org/cataract-101"})
     assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == [
         ".eval_results/cataract-101.yaml", ".eval_results/ophvl_test.yaml"]
     phase = yaml.safe_load((tmp_path / ".eval_results" / "cataract-101.yaml").read_text())
@@ -232,7 +279,7 @@ def test_eval_results_yaml_files(tmp_path):
     assert [(e["dataset"]["id"], e["dataset"]["task_id"], e["value"]) for e in retrieval] == [
         ("ophvl:test", "retrieval_t2v_R1", 23.44), ("ophvl:test", "retrieval_t2v_R5", 51.0),
         ("ophvl:test", "retrieval_v2t_R1", 20.0)]
-    entries = eval_result_entries(records(), "clip-b16", source_url="https://example.org/run",
+    entries = eval_result_entries(published_metrics(records(), "clip-b16"), source_url="https://example.org/run",
                                   source_name="OphCLIP eval")
     assert {(e.task_id, e.value, e.source_url) for e in entries} == {
         ("zero-shot_accuracy", 25.0, "https://example.org/run"), ("zero-shot_f1", 20.49, "https://example.org/run")}

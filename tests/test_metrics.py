@@ -138,7 +138,7 @@ def test_modules_are_self_contained_offline(tmp_path):
         env_extra={"HF_EVALUATE_OFFLINE": "1", "HF_HOME": tmp_path / "hf_home"},
     )
     # accuracy 1/2; present classes {0, 1}: F1_0 = 2*1/(2*1+0+1) = 2/3, F1_1 = 0 -> macro 1/3.
-    assert result.stdout.split() == [str(0.5), str(1 / 3), "1.0", "0.0", "100.0"]
+    assert result.stdout.split() == [str(0.5), str(1 / 3), "1.0", "0.0", "1.0"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -458,18 +458,18 @@ RETRIEVAL_TARGETS = [0, 1, 0, 3]
 
 def test_retrieval_by_hand(tmp_path):
     metric = fresh("retrieval", tmp_path)
-    # ranks [1, 3, 5, 2]: R@1 = 1/4, R@5 = 4/4, R@10 = 4/4 (percent); MedR = (2 + 3)/2 = 2.5; MnR = 11/4 = 2.75
+    # ranks [1, 3, 5, 2]: R@1 = 1/4, R@5 = 4/4, R@10 = 4/4 (fractions); MedR = (2 + 3)/2 = 2.5; MnR = 11/4 = 2.75
     results = metric.compute(predictions=RETRIEVAL_SIMILARITIES, references=RETRIEVAL_TARGETS)
     assert_results_equal(
         results,
-        {"R@1": 25.0, "R@5": 100.0, "R@10": 100.0, "MedR": 2.5, "MnR": 2.75, "num_queries": 4, "num_candidates": 5},
+        {"R@1": 0.25, "R@5": 1.0, "R@10": 1.0, "MedR": 2.5, "MnR": 2.75, "num_queries": 4, "num_candidates": 5},
     )
-    # ks=(2, 3): rank <= 2 for queries 1 and 4 -> 50%; rank <= 3 adds query 2 -> 75%.
+    # ks=(2, 3): rank <= 2 for queries 1 and 4 -> 0.5; rank <= 3 adds query 2 -> 0.75.
     results = metric.compute(predictions=RETRIEVAL_SIMILARITIES, references=RETRIEVAL_TARGETS, ks=(2, 3))
-    assert (results["R@2"], results["R@3"]) == (50.0, 75.0) and "R@1" not in results
+    assert (results["R@2"], results["R@3"]) == (0.5, 0.75) and "R@1" not in results
     # A constant row ranks the correct candidate last: rank 3 of 3, never 1.
     results = metric.compute(predictions=[[0.4, 0.4, 0.4]], references=[1], ks=(1, 3))
-    assert (results["R@1"], results["R@3"], results["MedR"]) == (0.0, 100.0, 3.0)
+    assert (results["R@1"], results["R@3"], results["MedR"]) == (0.0, 1.0, 3.0)
     # -inf is a valid (masked) score: ranks 1 and 2 -> MnR 1.5.
     results = metric.compute(predictions=[[1.0, float("-inf")], [float("-inf"), float("-inf")]], references=[0, 1])
     assert results["MnR"] == 1.5
@@ -491,7 +491,7 @@ def test_retrieval_matches_reference_implementations(tmp_path):
     similarities[np.arange(num_queries), targets] += 1.5  # make the task non-trivial but imperfect
     results = fresh("retrieval", tmp_path / "a").compute(predictions=similarities, references=targets, ks=(1, 5, 10))
     for k in (1, 5, 10):
-        expected = 100 * top_k_accuracy_score(targets, similarities, k=k, labels=np.arange(num_candidates))
+        expected = top_k_accuracy_score(targets, similarities, k=k, labels=np.arange(num_candidates))
         assert results[f"R@{k}"] == pytest.approx(expected, abs=1e-9)
     ranks = brute_force_ranks(similarities.tolist(), targets.tolist())
     assert results["MedR"] == statistics.median(ranks)
@@ -502,7 +502,7 @@ def test_retrieval_matches_reference_implementations(tmp_path):
     results = fresh("retrieval", tmp_path / "b").compute(predictions=tied, references=targets, ks=(1, 5, 10))
     ranks = np.array(brute_force_ranks(tied.tolist(), targets.tolist()))
     for k in (1, 5, 10):
-        assert results[f"R@{k}"] == pytest.approx(100 * np.mean(ranks <= k), abs=1e-9)
+        assert results[f"R@{k}"] == pytest.approx(np.mean(ranks <= k), abs=1e-9)
     assert results["MedR"] == np.median(ranks) and results["MnR"] == pytest.approx(ranks.mean(), abs=1e-12)
 
 
@@ -533,4 +533,4 @@ def test_retrieval_validation(tmp_path):
     for bad_ks in ((), (0, 5), (1.5,), (1, 1)):
         with pytest.raises(ValueError, match="ks"):
             metric.compute(predictions=[[0.1, 0.2]], references=[0], ks=bad_ks)
-    assert metric.compute(predictions=[[0.1, 0.2]], references=[1], ks=(1,))["R@1"] == 100.0
+    assert metric.compute(predictions=[[0.1, 0.2]], references=[1], ks=(1,))["R@1"] == 1.0

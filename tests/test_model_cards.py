@@ -38,15 +38,16 @@ DATASET_SECTIONS = ("## Subsets and fields", "## Statistics", "## How to load it
 
 def eval_results() -> list[EvalResult]:
     """The model-index of two evaluation records, through the project's leaderboard (as a real run makes it)."""
-    from evaluate_suite.leaderboard import EvalRecord, model_index
+    from evaluate_suite.leaderboard import EvalRecord, published_metrics
+    from model_cards import model_index
 
     records = [
         EvalRecord(MODEL_ID, "0123456789abcdef", "cataract-101-mini", "zero-shot", {"accuracy": 0.5312, "f1": 0.4171},
                    date="2025-01-01T00:00:00+00:00", extra={"split": "test"}),
-        EvalRecord(MODEL_ID, "0123456789abcdef", "ophvl-mini:clips", "retrieval", {"t2v_R@1": 23.4, "v2t_R@1": 20.0},
+        EvalRecord(MODEL_ID, "0123456789abcdef", "ophvl-mini:clips", "retrieval", {"t2v_R@1": 0.234, "v2t_R@1": 0.2},
                    date="2025-01-01T00:00:00+00:00"),
     ]
-    return model_index(records, MODEL_ID)
+    return model_index(published_metrics(records, MODEL_ID))
 
 
 @pytest.fixture(scope="module")

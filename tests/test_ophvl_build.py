@@ -32,6 +32,7 @@ from datasets_ophvl.curation.segment import fit_to_video, merge_sentences
 from datasets_ophvl.curation.sentences import split_sentences
 from datasets_ophvl.curation.silence import speech_coverage
 from datasets_ophvl.curation.summary import parse_summary
+from datasets_ophvl.curation.silence import UNREADABLE_TRANSCRIPT
 from datasets_ophvl.curation.transcripts import read_transcript
 from datasets_ophvl.format import SUBSETS, validate_record
 from datasets_ophvl.shards import read_whole_shard
@@ -1106,7 +1107,8 @@ def test_json_transcript_problems_are_one_line_naming_the_file(tmp_path, content
 
 def test_malformed_json_transcripts_are_counted_and_named_not_fatal(tmp_path, caplog):
     """D6: one malformed `.json` transcript (deeply nested, `"timestamp": 5`, `"timestamp": [1, 2, 3]`) aborted the
-    whole build with a traceback. Each is now treated as missing, counted and named; the build finishes."""
+    whole build with a traceback. Each is now treated as missing, counted and named; the build finishes. Without the
+    asr stage their videos are skipped for it (issue 16), not filed as silent."""
     src = tmp_path / "src"
     src.mkdir()
     for seed, (stem, (content, _)) in enumerate(MALFORMED_JSON_TRANSCRIPTS.items()):
@@ -1117,13 +1119,43 @@ def test_malformed_json_transcripts_are_counted_and_named_not_fatal(tmp_path, ca
         assert main(_small_build_args(src, out)) == 0
     report = json.loads((out / ".ophvl-build" / "report.json").read_text())
     assert report["skipped"]["transcript: unreadable transcript file (treated as missing)"] == 3
-    assert sorted(read_subsets(out)["silent"]) == sorted(MALFORMED_JSON_TRANSCRIPTS)  # built without transcripts
+    assert report["skipped"][f"video skipped, silent: {UNREADABLE_TRANSCRIPT}"] == 3
+    assert not any(read_subsets(out).values())  # nothing filed as silent for want of text
     for stem, (_, expected) in MALFORMED_JSON_TRANSCRIPTS.items():
         named = f"{src / stem}.json: {expected}"
         assert any(problem.startswith(named) for problem in report["problems"]), (named, report["problems"])
         assert named in caplog.text
         entry = next(e for e in _progress(out) if e["video_id"] == stem)
         assert entry["problems"][0].startswith(named)
+
+
+def test_malformed_vtt_timestamp_is_a_named_skip_not_a_silent_video(tmp_path, capsys, caplog):
+    """Issue 16: a `.vtt` with a malformed timestamp turned its video silently into a *silent* video (one WARNING,
+    exit 0). Now the transcript is a counted, named skip, its video is skipped with that reason (when asr does not
+    transcribe it), both are in the summary table, and a well-formed neighbour is still built as narrated."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_video(src / "good.mp4", 8, seed=1)
+    (src / "good.vtt").write_text(PHACO_VTT)
+    write_video(src / "bad_stamp.mp4", 8, seed=2)
+    (src / "bad_stamp.vtt").write_text(PHACO_VTT.replace("00:01.500 -->", "00:0x.500 -->", 1))
+    assert "00:0x.500 -->" in (src / "bad_stamp.vtt").read_text()
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="datasets_ophvl"):
+        assert main(_small_build_args(src, out)) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / ".ophvl-build" / "report.json").read_text())
+    assert report["stats"]["silent videos"] == 0 and report["stats"]["narrated videos"] == 1
+    assert report["skipped"][f"video skipped, silent: {UNREADABLE_TRANSCRIPT}"] == 1
+    assert report["skipped_files"][f"video skipped, silent: {UNREADABLE_TRANSCRIPT}"] == ["bad_stamp.mp4"]
+    assert report["skipped_files"]["transcript: unreadable transcript file (treated as missing)"] == ["bad_stamp.vtt"]
+    named = f"{src / 'bad_stamp.vtt'}: bad timestamp '00:0x.500'; expected HH:MM:SS.mmm"
+    assert any(problem.startswith(named) for problem in report["problems"])
+    subsets = read_subsets(out)
+    assert not subsets["silent"] and {r["video_id"] for _, r in subsets["videos"].values()} == {"good"}
+    table = printed[printed.index("OphVL build summary"):]
+    assert "videos skipped" in table and "bad_stamp.mp4" in table and "bad_stamp.vtt" in table
+    assert "0 silent" in table
 
 
 def test_probe_refuses_frames_above_max_pixels_before_decoding(tmp_path, capsys):
@@ -1237,9 +1269,10 @@ def test_unreadable_files_and_folders_are_counted_and_named(tmp_path, monkeypatc
         f"{src / 'locked'}: folder unreadable (permission denied): its files were left out",
         f"{src / 'noread.mp4'}: video skipped, probe: unreadable (permission denied)",
         f"{src / 'talk.vtt'}: permission denied (transcript treated as missing)",
+        f"{src / 'talk.mp4'}: video skipped, silent: {UNREADABLE_TRANSCRIPT}",  # not filed silent for want of text
     ])
     videos = read_subsets(out)["silent"]
-    assert sorted(videos) == ["case", "talk"]
+    assert sorted(videos) == ["case"]
     assert videos["case"][1]["title"] == "Phacoemulsification from the titles table"  # the next title source
 
 
@@ -1458,18 +1491,20 @@ def test_build_prints_a_summary_table_naming_skipped_files(tmp_path, capsys):
     report = json.loads((out / ".ophvl-build" / "report.json").read_text())
     unreadable = "video skipped, probe: unreadable (not a media file PyAV can open)"
     transcript = "transcript: unreadable transcript file (treated as missing)"
-    assert report["skipped_files"] == {unreadable: broken, transcript: ["bad_json.json"]}
-    assert report["stats"]["videos kept"] == 3 and report["stats"]["videos skipped"] == 4
+    no_text = f"video skipped, silent: {UNREADABLE_TRANSCRIPT}"  # issue 16: not filed as silent
+    assert report["skipped_files"] == {unreadable: broken, transcript: ["bad_json.json"], no_text: ["bad_json.mp4"]}
+    assert report["stats"]["videos kept"] == 2 and report["stats"]["videos skipped"] == 5
 
     rows = {re.split(r"\s{2,}", line.strip())[0]: line for line in table.splitlines()}
-    assert rows["videos kept"].split()[2:5] == ["3", "1", "narrated,"] and "2 silent" in rows["videos kept"]
-    assert rows["videos skipped"].split()[2] == "4"
+    assert rows["videos kept"].split()[2:5] == ["2", "1", "narrated,"] and "1 silent" in rows["videos kept"]
+    assert rows["videos skipped"].split()[2] == "5"
     reason = "probe: unreadable (not a media file PyAV can open)"
     assert rows[reason].split(reason)[1].split() == ["4", "a_broken.mp4,", "b_broken.mp4,", "c_broken.mp4", "and",
                                                      "1", "more"]
     assert transcript in table and "bad_json.json" in rows[transcript]
+    assert "bad_json.mp4" in rows["silent: " + UNREADABLE_TRANSCRIPT]
     assert rows["clips"].split()[1] == str(report["stats"]["clips"])
-    assert rows["hours kept"].split()[2] == f"{report['stats']['hours kept']:.2f}" and "0:00:15" in rows["hours kept"]
+    assert rows["hours kept"].split()[2] == f"{report['stats']['hours kept']:.2f}" and "0:00:12" in rows["hours kept"]
     assert str(out / ".ophvl-build" / "report.json") in table
     # --json prints the report's numbers and names instead.
     assert main(_small_build_args(src, tmp_path / "out2", "--json")) == 0

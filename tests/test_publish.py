@@ -41,16 +41,17 @@ def _records():
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     """A tiny OphCLIP model + processor + remote code + card + .eval_results, as a run would leave it."""
-    from evaluate_suite.leaderboard import model_index, write_eval_results
+    from evaluate_suite.leaderboard import published_metrics
+    from model_cards import model_index, write_eval_results
 
     folder = tmp_path_factory.mktemp("publish") / "final"
     torch.manual_seed(0)
     OphCLIPModel(OphCLIPModelTester().get_config()).save_pretrained(folder)
     tiny_processor().save_pretrained(folder)
-    records = _records()
-    write_eval_results(folder, records, MODEL_ID)
+    rows = published_metrics(_records(), MODEL_ID)
+    write_eval_results(folder, rows)
     build_model_card(folder, model_id=MODEL_ID, data_stats={"clips": {"samples": 26}},
-                     eval_results=model_index(records, MODEL_ID)).save(folder / "README.md")
+                     eval_results=model_index(rows)).save(folder / "README.md")
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "stale.pyc").write_bytes(b"\0")  # never uploaded
     return folder
@@ -136,8 +137,9 @@ def test_publish_model_and_load_it_in_a_fresh_process(fake_hub, model_folder, tm
 
 
 def test_evaluation_results_read_back_from_the_hub(fake_hub, model_folder):
-    from evaluate_suite.leaderboard import eval_result_entries, model_index
+    from evaluate_suite.leaderboard import published_metrics
     from huggingface_hub import parse_eval_result_entries
+    from model_cards import eval_result_entries, model_index
 
     publish_model(model_folder, MODEL_ID, out=io.StringIO())
     files = HfApi().list_repo_files(MODEL_ID)
@@ -148,10 +150,10 @@ def test_evaluation_results_read_back_from_the_hub(fake_hub, model_folder):
         with open(hf_hub_download(MODEL_ID, name)) as f:
             entries += parse_eval_result_entries(yaml.safe_load(f))
     key = lambda e: (e.dataset_id, e.task_id)  # noqa: E731
-    assert sorted(entries, key=key) == sorted(eval_result_entries(_records(), MODEL_ID), key=key)
+    assert sorted(entries, key=key) == sorted(eval_result_entries(published_metrics(_records(), MODEL_ID)), key=key)
 
     card = ModelCard.load(MODEL_ID)  # the README's model-index, through the Hub
-    assert card.data.eval_results == model_index(_records(), MODEL_ID)
+    assert card.data.eval_results == model_index(published_metrics(_records(), MODEL_ID))
     assert {r.metric_value for r in card.data.eval_results} == {53.12, 41.71, 25.0, 50.0}
 
 

@@ -673,3 +673,33 @@ def test_log_window_averages_each_level_over_the_window():
     # The window restarts: one step logged alone is exactly that step's metrics.
     window.add(steps[0])
     assert window.summarize(steps[0]) == steps[0]
+
+
+def test_timing_hooks_see_each_phase_of_each_step_by_name(assets, tmp_path):
+    """`Pretrainer.add_timing_hook`: after every training step's data, forward + backward and optimiser phases, in
+    that order, each hook is called with the phase's name and its seconds (what benchmarks/bench_train.py uses)."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    from ophclip_train.config import parse_config
+    from ophclip_train.trainer import TIMED_PHASES, Pretrainer
+
+    trainer = Pretrainer(parse_config(base_args(assets, tmp_path / "run", "--max_steps", "2", "--retrieval",
+                                                "false")))
+    calls, second = [], []
+    trainer.add_timing_hook(lambda phase, seconds: calls.append((phase, seconds)))
+    trainer.add_timing_hook(lambda phase, seconds: second.append(phase))
+    with pytest.raises(TypeError, match="a timing hook must be callable"):
+        trainer.add_timing_hook("data")
+    try:
+        trainer.setup()
+        assert calls == []  # building the model and the streams is no training phase
+        levels = [trainer.run_step(step)["level"] for step in range(2)]
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+    assert levels == ["clip", "video"]
+    assert TIMED_PHASES == ("data", "forward_backward", "optimizer_step")
+    assert [phase for phase, _ in calls] == list(TIMED_PHASES) * 2
+    assert second == list(TIMED_PHASES) * 2  # every hook is told, in the order they were added
+    assert all(isinstance(seconds, float) for _, seconds in calls)

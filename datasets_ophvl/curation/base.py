@@ -81,8 +81,9 @@ class SampleRequest:
 class VideoItem:
     """One source video on its way through the stages.
 
-    Set at discovery: `path`, `video_id`, `key`, `title`, `segments` (the transcript as given, or None), and
-    `transcript_source` (the transcript format, or None). Stages fill the rest.
+    Set at discovery: `path`, `video_id`, `key`, `title`, `segments` (the transcript as given, or None),
+    `transcript_source` (the transcript format, or None) and `transcript_problem` (why the transcript given with the
+    video could not be read, or None). Stages fill the rest.
     """
 
     path: Path
@@ -92,6 +93,7 @@ class VideoItem:
     title_source: str | None = None
     segments: list[Sentence] | None = None
     transcript_source: str | None = None
+    transcript_problem: str | None = None
     probe: ProbeInfo | None = None
     # Set by the `sentences` stage (and narrowed by the filters); until then the transcript segments stand in.
     sentences: list[Sentence] | None = None

@@ -6,12 +6,19 @@ silent. Here it is speech coverage: the share of the video's duration covered by
 often carry a music track that Whisper transcribes as `[Music]` from start to end. A video is silent when its coverage
 is below `min_speech_coverage` or its transcript has fewer than `min_words` words; it then gets no clips and no title
 summary, only a low-resolution whole-video sample in `silent`.
+
+A video whose own transcript could not be read is not judged: no text is then no evidence of silence. Unless the
+`asr` stage transcribed it instead, it is skipped with the reason `UNREADABLE_TRANSCRIPT` (counted and named in the
+build's summary) rather than filed as silent.
 """
 
 from dataclasses import dataclass
 
-from .base import BaseStage, Sentence, VideoItem, setting
+from .base import BaseStage, Sentence, Skip, VideoItem, setting
 from .text import strip_non_speech, words
+
+
+UNREADABLE_TRANSCRIPT = "unreadable transcript (not filed as silent; fix it, or remove it to let asr transcribe)"
 
 
 @dataclass
@@ -50,6 +57,8 @@ class SilentStage(BaseStage):
     Settings = SilentSettings
 
     def __call__(self, item: VideoItem):
+        if item.transcript_problem and item.transcript_source != "asr":
+            return Skip(UNREADABLE_TRANSCRIPT)
         transcript = item.transcript
         item.speech_coverage = speech_coverage(transcript, item.duration)
         word_count = sum(len(words(strip_non_speech(s.text))) for s in transcript)

@@ -38,7 +38,7 @@ def parse_timestamp(text: str) -> float:
     """Seconds from `HH:MM:SS.mmm`, `HH:MM:SS,mmm` or `MM:SS.mmm`."""
     match = _TIME.fullmatch(text.strip())
     if not match:
-        raise TranscriptError(f"bad timestamp {text!r}")
+        raise TranscriptError(f"bad timestamp {text!r}; expected HH:MM:SS.mmm or MM:SS.mmm (SRT: HH:MM:SS,mmm)")
     hours, minutes, seconds, millis = match.groups()
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int((millis or "0").ljust(3, "0")) / 1000
 

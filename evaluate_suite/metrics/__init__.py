@@ -5,7 +5,7 @@ The Hub is not reachable, so `evaluate.load("accuracy")` fails; these modules lo
     from evaluate_suite.metrics import load_metric
     phase = load_metric("video_phase")      # per-video accuracy / macro-F1, averaged over videos
     tools = load_metric("multilabel_instruments")  # multi-label mAP and false-positive rate
-    retrieval = load_metric("retrieval")    # R@1/5/10 (percent), MedR, MnR
+    retrieval = load_metric("retrieval")    # R@1/5/10 (fractions), MedR, MnR
 
 Each module is `<name>/<name>.py` with a `README.md` metric card next to it; both ship with the package (setup.cfg
 `[options.package_data]`), so `load_metric` works from an installed package as well as from a checkout.

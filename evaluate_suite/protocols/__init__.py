@@ -10,23 +10,21 @@ results file (`results_file=None`: none), with the videos it had to skip and why
 - `frames.py`: `extract_frame_features`, the shared frame stage (1-fps sampling, DataLoader decoding, skip rules).
 - `common.py`: class embeddings, metric calls, result records. `defaults.py`: the defaults.
 
-Names are imported on first use (torch is only imported when a protocol is).
+Names are imported on first use (`datasets_ophvl.lazy`; torch is only imported when a protocol is), so that the
+command line's `--help`, which reads `defaults.py`, stays fast.
 """
 
-import importlib
-
-from .defaults import (
-    DEFAULT_FRACTIONS,
-    DEFAULT_MAX_CLIPS,
-    DEFAULT_RESULTS_FILE,
-    DEFAULT_SEEDS,
-    INSTRUMENT_RULES,
-    NEGATIVE_TEMPLATES,
-    SAMPLINGS,
-)
+from datasets_ophvl.lazy import lazy_exports
 
 
 _LAZY = {
+    "DEFAULT_FRACTIONS": ".defaults",
+    "DEFAULT_MAX_CLIPS": ".defaults",
+    "DEFAULT_RESULTS_FILE": ".defaults",
+    "DEFAULT_SEEDS": ".defaults",
+    "INSTRUMENT_RULES": ".defaults",
+    "NEGATIVE_TEMPLATES": ".defaults",
+    "SAMPLINGS": ".defaults",
     "class_embeddings": ".common",
     "instrument_metrics": ".common",
     "prompt_embeddings": ".common",
@@ -47,19 +45,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = sorted(
-    ["DEFAULT_FRACTIONS", "DEFAULT_MAX_CLIPS", "DEFAULT_RESULTS_FILE", "DEFAULT_SEEDS", "INSTRUMENT_RULES",
-     "NEGATIVE_TEMPLATES", "SAMPLINGS", *_LAZY]
-)
+__all__ = sorted(_LAZY)

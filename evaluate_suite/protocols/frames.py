@@ -29,6 +29,7 @@ import torch
 from modeling_ophclip.video_processing_ophclip import fps_frame_indices
 
 from ..models import preprocess_frames
+from ..progress import progress_bar
 from ..spec import IGNORE_INDEX, VideoAnnotation
 from .defaults import SAMPLINGS
 
@@ -187,7 +188,8 @@ def extract_frame_features(encoder, annotations: list[VideoAnnotation], fps: flo
     features: dict[int, np.ndarray] = {}
     filled: dict[int, np.ndarray] = {}
     skipped: dict[int, str] = {}
-    for item in loader:
+    bar = progress_bar(loader, total=len(dataset), desc=f"frames of {len(annotations)} videos", unit="chunk")
+    for item in bar:
         video = item["video"]
         if video in skipped:
             continue

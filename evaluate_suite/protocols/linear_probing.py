@@ -17,7 +17,13 @@ frequency.
 Phase probes are scored with `video_phase` on the test split (per-video accuracy / macro-F1, averaged over videos),
 instrument probes with `multilabel_instruments` (mAP, and FPR at 0.5 on the probe's probabilities). The metrics of a
 fraction are means over seeds, with their standard deviation over seeds (`*_seed_std`).
+
+On a small benchmark several fractions can round to the same number of videos (1% and 10% of 8 videos are both one
+video): their rows are then the same draws. `linear_probe` warns, naming the fractions and the number of videos they
+train on, and every row reports `train_videos` (videos per draw) and `train_pool` (usable training videos).
 """
+
+import warnings
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from .common import (
     save_record,
     scalar_metrics,
 )
+from ..progress import progress_bar
 from .defaults import DEFAULT_FRACTIONS, DEFAULT_SEEDS
 from .frames import extract_frame_features, scorable
 
@@ -113,6 +120,30 @@ def fraction_label(fraction: float) -> str:
     return f"{100 * fraction:.4g}%"
 
 
+def same_size_fractions(fractions, num_videos: int) -> list[str]:
+    """One line per group of fractions that select the same number of the `num_videos` training videos (and so,
+    with the same seeds, the same videos).
+
+    >>> same_size_fractions([0.01, 0.1, 1.0], 8)
+    ['fractions 1% and 10% both train on 1 of 8 videos (the same draws; their rows are identical)']
+    >>> same_size_fractions([0.01, 0.1, 1.0], 1)
+    ['fractions 1%, 10% and 100% all train on 1 of 1 video (the same draws; their rows are identical)']
+    >>> same_size_fractions([0.01, 0.1, 1.0], 200)
+    []
+    """
+    by_size: dict[int, list[float]] = {}
+    for fraction in dict.fromkeys(fractions):
+        by_size.setdefault(subset_size(fraction, num_videos), []).append(fraction)
+    lines = []
+    for size, group in by_size.items():
+        if len(group) > 1:
+            labels = [fraction_label(f) for f in group]
+            names = ", ".join(labels[:-1]) + f" and {labels[-1]}"
+            lines.append(f"fractions {names} {'both' if len(group) == 2 else 'all'} train on {size} of {num_videos} "
+                         f"video{'s' if num_videos != 1 else ''} (the same draws; their rows are identical)")
+    return lines
+
+
 def _stack(videos):
     """Features and labels of the labelled sampled frames of `videos`, concatenated."""
     X = np.concatenate([v.features[scorable(v)] for v in videos])
@@ -140,8 +171,9 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
     `linear-probe-<percent>` (e.g. `linear-probe-10%`).
 
     Returns `{"benchmark", "protocol": "linear-probe", "results": {"1%": {"metrics", "per_seed", ...}, ...},
-    "skipped", "records"}`; skipped videos are keyed `"<split>:<video_id>"`. `sampling`: `"fps"` or `"labelled"`
-    (default: `"labelled"` for benchmarks with sparse labels, as the zero-shot protocols). Two different split names
+    "skipped", "records", "warnings"}` (`warnings`: fractions that train on the same videos, see the module
+    docstring); skipped videos are keyed `"<split>:<video_id>"`. `sampling`: `"fps"` or `"labelled"` (default:
+    `"labelled"` for benchmarks with sparse labels, as the zero-shot protocols). Two different split names
     that hold the same videos (a benchmark without an official split loads every video for every name) are refused;
     the same name twice is taken as asked.
     """
@@ -180,10 +212,17 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
                          f"{len(shared)} video(s) (e.g. {sorted(shared)[:3]}); a linear probe needs disjoint splits "
                          f"(the dataset has no official split?)")
 
+    same_size = same_size_fractions(fractions, len(train))
+    for line in same_size:
+        warnings.warn(f"benchmark {spec.name!r}: {line}", stacklevel=2)
+    draws = [(fraction, seed) for fraction in fractions
+             for seed in (seeds if subset_size(fraction, len(train)) < len(train) else seeds[:1])]
+    bar = progress_bar(total=len(draws), desc="linear probes", unit="probe")
     results, records = {}, []
     for fraction in fractions:
         runs = []
-        for seed in (seeds if subset_size(fraction, len(train)) < len(train) else seeds[:1]):
+        for seed in (seed for f, seed in draws if f == fraction):
+            bar.update(1)
             chosen = [train[i] for i in choose_videos(len(train), fraction, seed)]
             X, y = _stack(chosen)
             if spec.task == "phase":
@@ -196,7 +235,7 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
                          "metrics": scalar_metrics(scores)})
         metrics = _mean_over_seeds([run["metrics"] for run in runs])
         metrics.update({"fraction": fraction, "train_videos": len(runs[0]["train_videos"]),
-                        "num_seeds": len(runs), "num_skipped": len(skipped)})
+                        "train_pool": len(train), "num_seeds": len(runs), "num_skipped": len(skipped)})
         label = fraction_label(fraction)
         extra = {"train_split": train_split, "test_split": test_split, "sampling": sampling,
                  "fps": fps if sampling == "fps" else None, "fraction": fraction, "load_notes": notes,
@@ -207,8 +246,9 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
         results[label] = {"metrics": metrics, "per_seed": runs}
         if record is not None:
             records.append(record)
+    bar.close()
     return {"benchmark": spec.name, "protocol": "linear-probe", "model_id": encoder.model_id, "results": results,
-            "skipped": skipped, "records": records}
+            "skipped": skipped, "records": records, "warnings": same_size}
 
 
 def _mean_over_seeds(runs: list[dict]) -> dict:
@@ -232,5 +272,6 @@ __all__ = [
     "fit_phase_probe",
     "fraction_label",
     "linear_probe",
+    "same_size_fractions",
     "subset_size",
 ]

@@ -6,7 +6,7 @@ video is decoded in DataLoader workers with `num_frames` frames spread uniformly
 `sample_indices`), embedded with the encoder's `encode_videos` (OphCLIP: `get_video_features`, the mean of the frame
 features before the projection; other models: the mean of the normalised frame embeddings), and compared with every
 text by cosine similarity. Text i belongs to video i, so the `retrieval` metric scores the similarity matrix as is
-(text -> video) and transposed (video -> text): R@1/5/10 in percent, median and mean rank.
+(text -> video) and transposed (video -> text): R@1/5/10 as fractions in [0, 1], median and mean rank.
 
 Samples whose json is invalid or whose mp4 cannot be decoded are skipped and listed with the reason.
 
@@ -22,6 +22,7 @@ import torch
 from modeling_ophclip.video_processing_ophclip import uniform_frame_indices
 
 from ..models import preprocess_frames
+from ..progress import progress_bar
 from .common import DEFAULT_RESULTS_FILE, metric, save_record
 from .defaults import DEFAULT_MAX_CLIPS
 from .frames import _short
@@ -111,7 +112,7 @@ def video_text_retrieval(encoder, root, *, subset: str = "clips", shards: str | 
         shuffle=False, num_workers=num_workers, collate_fn=collate_videos,
     )
     video_embeds = {}
-    for batch in loader:
+    for batch in progress_bar(loader, total=len(loader), desc=f"videos of {len(samples)} samples", unit="batch"):
         for index, error in batch["errors"]:
             skipped[samples[index][0]] = error
         if batch["index"]:

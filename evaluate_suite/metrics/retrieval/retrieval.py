@@ -1,4 +1,4 @@
-"""Text <-> video retrieval from a similarity matrix: Recall@K (percent), median rank and mean rank."""
+"""Text <-> video retrieval from a similarity matrix: Recall@K (a fraction), median rank and mean rank."""
 
 import datasets
 import evaluate
@@ -26,7 +26,7 @@ Rank of a query (1 = best), with the pessimistic rule for ties:
 i.e. every other candidate scoring as high as the correct one is ranked ahead of it (a constant similarity row gets
 rank N, never 1). Scores are stored as float32, so values equal after float32 rounding tie.
 
-R@K = 100 * (fraction of queries with rank <= K), in percent; MedR = median rank (the mean of the two middle ranks
+R@K = fraction of queries with rank <= K, in [0, 1] (the suite's one unit for rates; tables show percent); MedR = median rank (the mean of the two middle ranks
 for an even number of queries); MnR = mean rank. Lower MedR / MnR is better.
 """
 
@@ -38,7 +38,7 @@ Args:
     ks (`tuple` of `int`, defaults to (1, 5, 10)): the K of the R@K outputs, positive ints.
 
 Returns:
-    R@K (`float`), one per K in `ks`: percent of queries whose correct candidate ranks <= K, in [0, 100].
+    R@K (`float`), one per K in `ks`: fraction of queries whose correct candidate ranks <= K, in [0, 1].
     MedR (`float`): median rank. MnR (`float`): mean rank. Ranks are in [1, candidates].
     num_queries (`int`), num_candidates (`int`).
 
@@ -54,7 +54,7 @@ Example:
     ...     ks=(1, 2),
     ... )
     >>> results["R@1"], results["R@2"], results["MedR"], results["MnR"]
-    (33.333333333333336, 66.66666666666667, 2.0, 2.0)
+    (0.3333333333333333, 0.6666666666666666, 2.0, 2.0)
 """
 
 _CHUNK = 1024  # query rows compared at a time (bounds the boolean temporary to 1024 x candidates)
@@ -118,7 +118,7 @@ class Retrieval(evaluate.Metric):
             # >= counts the correct candidate itself once: rank = 1 + (others scoring >= correct).
             ranks[start : start + _CHUNK] = (block >= correct).sum(axis=1)
 
-        results = {f"R@{int(k)}": 100.0 * int(np.count_nonzero(ranks <= k)) / len(ranks) for k in ks}
+        results = {f"R@{int(k)}": int(np.count_nonzero(ranks <= k)) / len(ranks) for k in ks}
         results.update(
             {
                 "MedR": float(np.median(ranks)),
