@@ -7,10 +7,15 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= ophclip-demo
 DEMO_ARGS ?=
 
-.PHONY: test conformance demo install install-train bench clean
+.PHONY: test conformance demo install install-train bench clean browser
 
-test: install
+test: install browser
 	$(PY) -m pytest tests
+
+# headless Chromium for tests/test_app_browser.py (Debian's chromium + chromium-driver; that test skips with the
+# reason where they cannot be installed)
+browser:
+	sh tests/install_browser.sh
 
 # transformers' own common model/processor tests on OphCLIP (also part of `make test`); the first run fetches the
 # transformers source distribution with pip into ~/.cache/ophclip/conformance (or $$OPHCLIP_CONFORMANCE_CACHE).

@@ -3,9 +3,14 @@
 ```
 python -m model_cards.publish model   FOLDER REPO_ID [--dry-run] [--private] [--commit-message M] [--token T]
 python -m model_cards.publish dataset FOLDER REPO_ID [--dry-run] [--private] [--commit-message M] [--token T]
+python -m model_cards.publish space   FOLDER REPO_ID --model-repo ORG/MODEL [--overwrite] [--dry-run] [...]
 ```
 
-or `publish_model(folder, repo_id, ...)` / `publish_dataset(folder, repo_id, ...)`.
+or `publish_model(folder, repo_id, ...)` / `publish_dataset(folder, repo_id, ...)` / `publish_space(folder,
+repo_id, model_repo=...)`. A Space folder is first written (`write_space_folder`: `app.py` serving the web app of
+`ophclip_cli.app` for the model repository, `requirements.txt` pinned to this environment's versions, a README with
+the Space metadata block, and the OphCLIP packages the app imports, copied from where they are installed), then
+validated and pushed like the others.
 
 1. **Validate** the folder (nothing is sent when it fails; nothing in it is run unless `--trust-remote-code`): a
    model folder's `config.json` must parse and name its model type (its remote code is parsed, not run), it must
@@ -51,7 +56,8 @@ except ImportError:  # pragma: no cover - other client versions
     _TransportError = OSError
 
 
-KINDS = ("model", "dataset")
+KINDS = ("model", "dataset", "space")
+_REPO_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 # Never uploaded: build bookkeeping, caches and editor/OS clutter.
 EXCLUDED_NAMES = frozenset({".ophvl-manifest.json", ".ophvl-mini.json", ".DS_Store", "Thumbs.db"})
@@ -97,7 +103,7 @@ class PublishPlan:
     def describe(self, endpoint: str | None = None, private: bool = False) -> str:
         """The plan as text: the target, one line per file (path in the repository, size), the total."""
         endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        prefix = "" if self.kind == "model" else "datasets/"
+        prefix = _REPO_PREFIX[self.kind]
         width = max([len(f.path_in_repo) for f in self.files] + [4])
         lines = [f"{self.kind} repository {self.repo_id} ({'private' if private else 'public'}) at "
                  f"{endpoint}/{prefix}{self.repo_id}, one commit, {len(self.files)} files, "
@@ -410,9 +416,10 @@ def push(plan: PublishPlan, *, private: bool = False, commit_message: str | None
     """Create the repository if needed, then upload `plan.files` as one commit."""
     api = HfApi(endpoint=endpoint, token=token)
     where = f"{plan.kind} repository {plan.repo_id} at {api.endpoint}"
+    sdk = {"space_sdk": "gradio"} if plan.kind == "space" else {}
     try:
         repo_url = api.create_repo(plan.repo_id, repo_type=plan.kind, private=True if private else None,
-                                   exist_ok=True)
+                                   exist_ok=True, **sdk)
     except _FAILURES as err:
         raise PublishError(f"could not create the {where}: {_describe_error(err)}") from err
     operations = [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local_path))
@@ -467,6 +474,159 @@ def publish_dataset(folder, repo_id: str, *, private: bool = False, dry_run: boo
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Spaces: the web app of a model repository
+
+
+SPACE_MARKER = ".ophclip-space"  # written into a Space folder; --overwrite replaces only folders that hold it
+# What `ophclip_cli.app` imports of the project: the app, the model code, the benchmark registry (prompt sets) and
+# what it imports in turn (`datasets_ophvl.lazy`, which needs none of datasets' optional dependencies).
+SPACE_PACKAGES = ("ophclip_cli", "modeling_ophclip", "evaluate_suite", "datasets_ophvl")
+# The distributions the app needs at run time, pinned to the versions installed here (the ones the tests ran with).
+SPACE_REQUIREMENTS = ("transformers", "huggingface_hub", "safetensors", "numpy", "decord", "av", "matplotlib",
+                      "gradio", "tokenizers")
+SPACE_CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "space_card.md"
+
+_SPACE_APP = """\
+# The OphCLIP web app for {model_repo} (written by `python -m model_cards.publish space`).
+# A Space runs `python app.py`; locally it serves http://127.0.0.1:7860.
+from ophclip_cli.app import build_app, launch_kwargs
+
+MODEL = {model_repo!r}
+
+demo = build_app(MODEL)
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=1).launch(**launch_kwargs(demo.core))
+"""
+
+_TORCH_NOTE = """\
+# torch: a CPU Space (the free hardware) runs the CPU build. The default Linux torch wheel bundles CUDA libraries
+# (gigabytes to download, unused on a CPU); to install the CPU-only build instead, add PyTorch's CPU wheel index as an
+# --extra-index-url line above this one (the address is on PyTorch's "get started" page). GPU hardware needs no change.
+"""
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _package_folder(name: str) -> Path:
+    """Where a package of the project is installed, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise _invalid(f"the package {name!r} that the Space app imports is not installed; install the OphCLIP "
+                       "project (pip install -e \".[app]\") first")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def space_requirements() -> str:
+    """`requirements.txt` of the Space: torch (with the CPU note) and the app's dependencies, pinned."""
+    lines = ["# Pinned to the versions the OphCLIP tests ran with (python -m model_cards.publish space)."]
+    torch_version = _installed_version("torch")
+    lines.append(_TORCH_NOTE.rstrip("\n"))
+    lines.append(f"torch=={torch_version.split('+')[0]}" if torch_version else "torch")
+    for name in SPACE_REQUIREMENTS:
+        version = _installed_version(name)
+        lines.append(f"{name}=={version}" if version else name)
+    return "\n".join(lines) + "\n"
+
+
+def write_space_folder(folder, model_repo: str, *, title: str | None = None, overwrite: bool = False) -> Path:
+    """Write a Space folder for the model repository `model_repo`: `app.py`, `requirements.txt`, `README.md` (the
+    Space card with its metadata block: sdk gradio, `app.py`, the model) and copies of `SPACE_PACKAGES`.
+
+    An existing non-empty folder is refused unless `overwrite`, and even then unless an earlier call wrote it."""
+    import shutil
+
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    _check_repo_id(model_repo)
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        if not overwrite:
+            raise _invalid(f"{folder} exists and is not empty; pass --overwrite to write the Space folder again")
+        if not (folder / SPACE_MARKER).is_file():
+            raise _invalid(f"{folder} was not written by `publish space` (no {SPACE_MARKER}); refusing to overwrite")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SPACE_MARKER).write_text(model_repo + "\n", encoding="utf-8")
+    for name in SPACE_PACKAGES:
+        shutil.copytree(_package_folder(name), folder / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    (folder / "app.py").write_text(_SPACE_APP.format(model_repo=model_repo), encoding="utf-8")
+    (folder / "requirements.txt").write_text(space_requirements(), encoding="utf-8")
+    title = title or f"OphCLIP: {model_repo.split('/')[-1]}"
+    card_data = SpaceCardData(title=title, sdk="gradio", sdk_version=_installed_version("gradio"),
+                              app_file="app.py", license="apache-2.0", models=[model_repo],
+                              tags=["surgical-video", "ophthalmology", "video-text", "zero-shot"],
+                              emoji="👁️", colorFrom="indigo", colorTo="green", pinned=False,
+                              short_description="Phase timelines, text search and saliency of surgical videos")
+    card = SpaceCard.from_template(card_data, template_path=str(SPACE_CARD_TEMPLATE), title=title,
+                                   model_repo=model_repo, packages=", ".join(f"`{n}/`" for n in SPACE_PACKAGES))
+    card.save(folder / "README.md")
+    return folder
+
+
+def validate_space_folder(folder) -> list[str]:
+    """Check that `folder` is a publishable Gradio Space: a card whose metadata names sdk gradio and an app file that
+    exists and parses (it is not run), and a requirements.txt."""
+    import ast
+
+    from huggingface_hub import SpaceCard
+
+    folder = _check_folder(folder)
+    readme = folder / "README.md"
+    if not readme.is_file():
+        raise _invalid(f"{folder} has no Space card (README.md); write the folder with `publish space`")
+    try:
+        data = SpaceCard.load(readme).data.to_dict()
+    except Exception as err:  # noqa: BLE001
+        raise _invalid(f"{readme}: the Space card's metadata does not parse: {type(err).__name__}: {err}") from None
+    if data.get("sdk") != "gradio":
+        raise _invalid(f"{readme}: the metadata says sdk {data.get('sdk')!r}; expected 'gradio'")
+    app = folder / data.get("app_file", "app.py")
+    if not app.is_file():
+        raise _invalid(f"{folder} has no {app.name}, the app_file its card names")
+    try:
+        ast.parse(app.read_text(encoding="utf-8"), filename=str(app))
+    except (SyntaxError, UnicodeDecodeError, ValueError) as err:
+        raise _invalid(f"{app} is not valid Python ({err})") from None
+    if not (folder / "requirements.txt").is_file():
+        raise _invalid(f"{folder} has no requirements.txt; the Space would not install its dependencies")
+    return []
+
+
+def plan_space(folder, repo_id: str) -> PublishPlan:
+    """Validate a Space folder and list what a push uploads."""
+    _check_repo_id(repo_id)
+    notes = validate_space_folder(folder)
+    files, excluded = collect_files(folder)
+    return PublishPlan("space", Path(folder), repo_id, files, excluded, notes)
+
+
+def publish_space(folder, repo_id: str, *, model_repo: str, title: str | None = None, overwrite: bool = False,
+                  private: bool = False, dry_run: bool = False, commit_message: str | None = None,
+                  token: str | None = None, endpoint: str | None = None, out=None) -> PublishResult:
+    """Write the Space folder for `model_repo` (`write_space_folder`) and push it to the Space `repo_id` as one
+    commit; with `dry_run`, write the folder, print the plan and upload nothing.
+
+    Raises:
+        PublishError: the folder or arguments are invalid (`exit_code` 2) or the Hub refused or could not be reached (1).
+    """
+    _check_repo_id(repo_id)
+    write_space_folder(folder, model_repo, title=title, overwrite=overwrite)
+    return _publish(plan_space, folder, repo_id, private=private, dry_run=dry_run, commit_message=commit_message,
+                    token=token, endpoint=endpoint, out=out or sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -487,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_wrap("Validate a model or dataset folder and push it to the Hugging Face Hub as one "
                                   "commit (all files or none). The repository is created if it does not exist."),
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="kind", required=True, metavar="{model,dataset}")
+    commands = parser.add_subparsers(dest="kind", required=True, metavar="{model,dataset,space}")
     helps = {
         "model": ("push an OphCLIP model folder",
                   "Push an OphCLIP model folder (save_pretrained output: config.json, weights, remote-code *.py, "
@@ -499,11 +659,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "Push an OphVL-format dataset folder (README.md with a configs: block, data/<subset>/*.tar "
                     "shards, any other files such as benchmark/). The build's bookkeeping (.ophvl-manifest.json, "
                     "the .ophvl-mini.json marker, *.tmp) is left out; an unfinished build is refused."),
+        "space": ("write and push a Gradio Space serving the web app of a model repository",
+                  "Write FOLDER as a Gradio Space for the model repository --model-repo (app.py running "
+                  "`ophclip app`'s web app, requirements.txt pinned to this environment's versions with a note on "
+                  "CPU torch, README.md with the Space metadata, the OphCLIP packages the app imports), then push "
+                  "it. An existing FOLDER is replaced only with --overwrite and only if this command wrote it."),
     }
     for kind, (short, long) in helps.items():
         sub = commands.add_parser(kind, help=short, description=_wrap(long), epilog=_EPILOG,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.add_argument("folder", metavar="FOLDER", help=f"the {kind} folder to upload")
+        sub.add_argument("folder", metavar="FOLDER",
+                         help="the Space folder to write and upload" if kind == "space" else
+                         f"the {kind} folder to upload")
         sub.add_argument("repo_id", metavar="REPO_ID", help=f"the {kind} repository, <user or org>/<name>")
         sub.add_argument("--dry-run", action="store_true",
                          help="validate and print which files would go where (path in the repository, size); "
@@ -513,6 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--commit-message", default=None, metavar="TEXT",
                          help="the commit message (default: 'Upload <kind> from <folder name>')")
         sub.add_argument("--token", default=None, help="Hub token (default: $HF_TOKEN or the saved login)")
+        if kind == "space":
+            sub.add_argument("--model-repo", required=True, metavar="ORG/MODEL",
+                             help="the model repository the app loads (e.g. the one `publish model` pushed)")
+            sub.add_argument("--title", default=None, help="the Space's title (default: 'OphCLIP: <model name>')")
+            sub.add_argument("--overwrite", action="store_true",
+                             help="replace FOLDER if an earlier `publish space` wrote it")
         if kind == "model":
             sub.add_argument("--trust-remote-code", action="store_true",
                              help="load the config with the folder's own code while validating (it is run); by "
@@ -522,8 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    publish = publish_model if args.kind == "model" else publish_dataset
+    publish = {"model": publish_model, "dataset": publish_dataset, "space": publish_space}[args.kind]
     extra = {"trust_remote_code": args.trust_remote_code} if args.kind == "model" else {}
+    if args.kind == "space":
+        extra = {"model_repo": args.model_repo, "title": args.title, "overwrite": args.overwrite}
     try:
         publish(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run,
                 commit_message=args.commit_message, token=args.token, **extra)

@@ -6,7 +6,13 @@ import sys
 from .common import CLIError, DEFAULT_TEMPLATE
 from .saliency import cmd_attention
 from .search import cmd_embed, cmd_search
-from .zero_shot import cmd_zero_shot
+from .zero_shot import OOD_REFERENCE_FILE, cmd_ood_reference, cmd_zero_shot
+
+
+def cmd_app(args) -> int:
+    from .app import cmd_app as run_app  # gradio is imported only when the app starts
+
+    return run_app(args)
 
 
 def cmd_convert(args) -> int:
@@ -55,7 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Predictions: CSV (start, end, label, score, prob_<class>...) or JSON.")
     zs.add_argument("--timeline", metavar="OUT.png", help="Also draw the predicted class over time as a PNG.")
     zs.add_argument("--batch-size", type=int, default=32, help="Frames decoded and embedded at once (default: 32).")
+    zs.add_argument("--ood-reference", metavar="FILE",
+                    help="Out-of-domain reference made by `ophclip ood-reference` (default: the model folder's "
+                         f"{OOD_REFERENCE_FILE} when there is one); the signal is printed and written to JSON output.")
     zs.set_defaults(func=cmd_zero_shot)
+
+    od = sub.add_parser(
+        "ood-reference", help="Make the out-of-domain reference of a model from in-domain videos.",
+        description="Embed the frames of in-domain videos (e.g. a benchmark's training split) and write the "
+                    "statistics that `ophclip zero-shot` and `ophclip app` compare a new video with: how far a "
+                    "frame's embedding lies from the mean in-domain frame, and (with class labels) how well its best "
+                    "prompt matches, as the 5th percentiles over the in-domain frames. Save it as "
+                    f"{OOD_REFERENCE_FILE} in the model folder to have it used by default.",
+    )
+    od.add_argument("inputs", nargs="+", metavar="INPUT", help="In-domain video files, or folders searched for videos.")
+    _add_common(od, "Replace --output if it exists.")
+    od_labels = od.add_mutually_exclusive_group()
+    od_labels.add_argument("--labels", metavar="A,B,C", help="Comma-separated class names (adds the text statistic).")
+    od_labels.add_argument("--labels-file", metavar="FILE", help="Text file with one class name per line.")
+    od_labels.add_argument("--benchmark", metavar="NAME", help="Classes and prompts of a registered benchmark.")
+    od.add_argument("--template", default=DEFAULT_TEMPLATE,
+                    help=f"Prompt each label is written into (default: {DEFAULT_TEMPLATE!r}).")
+    od.add_argument("--fps", type=float, default=1.0, help="Frames embedded per second of video (default: 1).")
+    od.add_argument("--batch-size", type=int, default=32, help="Frames decoded and embedded at once (default: 32).")
+    od.add_argument("--output", required=True, metavar="OUT.json", help="The reference (JSON).")
+    od.set_defaults(func=cmd_ood_reference)
 
     em = sub.add_parser(
         "embed", help="One L2-normalised embedding per video.",
@@ -108,6 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("convert_args", nargs=argparse.REMAINDER, help="Arguments of ophclip-convert.")
     cv.set_defaults(func=cmd_convert)
+
+    ap = sub.add_parser(
+        "app", help="The web app: phase timelines, text search and saliency maps in the browser (Gradio).",
+        description="Serve the OphCLIP web app (needs the `app` extra: pip install \"ophclip[app]\"): upload a video "
+                    "or pick an example, see its zero-shot phase timeline, search it by text and draw saliency "
+                    "maps. Runs offline on the CPU.",
+    )
+    ap.add_argument("--model", default=None, metavar="DIR_OR_ID",
+                    help="OphCLIP folder or Hub id (default: ophclip-demo/model, what `make demo` writes).")
+    ap.add_argument("--device", metavar="DEVICE", default=None, help="torch device (default: cuda if available).")
+    ap.add_argument("--examples", metavar="DIR", default=None,
+                    help="An OphVL-mini benchmark folder whose videos are offered as examples, with their labels "
+                         "(default: ophclip-demo/ophvl-mini/benchmark when it exists).")
+    ap.add_argument("--ood-reference", metavar="FILE", default=None,
+                    help=f"Out-of-domain reference (default: the model folder's {OOD_REFERENCE_FILE}, else one "
+                         "computed at start from the examples' training videos).")
+    ap.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1).")
+    ap.add_argument("--port", type=int, default=7860, help="Port to listen on (default: 7860; 0 picks a free one).")
+    ap.add_argument("--max-duration", type=float, default=3600.0, metavar="SECONDS",
+                    help="Longest video accepted (default: 3600).")
+    ap.add_argument("--max-pixels", type=int, default=3840 * 2160, metavar="N",
+                    help="Largest frame (width x height) accepted (default: 3840x2160).")
+    ap.add_argument("--batch-size", type=int, default=32, help="Frames decoded and embedded at once (default: 32).")
+    ap.set_defaults(func=cmd_app)
     return parser
 
 

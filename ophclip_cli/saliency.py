@@ -62,10 +62,41 @@ def attention_vit(model, pixels, text_embed):
     return cls_to_patches.view(-1, side, side), similarity.detach()
 
 
-def cmd_attention(args) -> int:
-    import numpy as np
+def saliency_maps(model, processor, frames, text: str):
+    """Text-conditioned saliency of decoded RGB frames `(T, H, W, 3)` for `text`.
+
+    Returns `(images, maps, similarity, method)`: the preprocessed frames as uint8 `(T, h, w, 3)` pictures, the maps
+    `(T, h, w)` in [0, 1] at the same size, the frame–text cosine similarities `(T,)` and the method's name. Load the
+    model with `attn_implementation="eager"` for ViT towers (their rollout needs the attention weights)."""
     import torch
     import torch.nn.functional as F
+
+    tower = model.config.vision_config.model_type
+    text_embed = encode_texts(model, processor, [text])[0]
+    pixels = _frames_to_pixels(processor, frames, model)
+    if tower == "resnet":
+        maps, similarity = gradcam_resnet(model, pixels, text_embed)
+        method = "Grad-CAM (last ResNet stage)"
+    elif hasattr(model.vision_model, "encoder") and hasattr(model.vision_model.config, "patch_size"):
+        maps, similarity = attention_vit(model, pixels, text_embed)
+        method = "gradient-weighted attention rollout"
+    else:
+        raise CLIError(f"saliency maps support ResNet and ViT (CLIP vision) towers, not {tower!r}")
+    height, width = pixels.shape[-2:]
+    maps = F.interpolate(maps[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    lo = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
+    hi = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
+    maps = ((maps - lo) / (hi - lo).clamp(min=1e-8)).cpu().numpy()
+    vp = processor.video_processor
+    mean = torch.tensor(vp.image_mean).view(3, 1, 1) if vp.do_normalize else torch.zeros(3, 1, 1)
+    std = torch.tensor(vp.image_std).view(3, 1, 1) if vp.do_normalize else torch.ones(3, 1, 1)
+    scale = vp.rescale_factor if vp.do_rescale else 1.0
+    images = ((pixels.detach().float().cpu() * std + mean) / scale).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return images, maps, similarity, method
+
+
+def cmd_attention(args) -> int:
+    import numpy as np
 
     if args.frames < 1:
         raise CLIError(f"--frames must be at least 1, got {args.frames}")
@@ -87,32 +118,12 @@ def cmd_attention(args) -> int:
         frames = reader.get_batch(indices).asnumpy()
         times = [i / reader.get_avg_fps() for i in indices]
     model, processor = load_ophclip(args.model, args.device, attn_implementation="eager")
-    tower = model.config.vision_config.model_type
-    text_embed = encode_texts(model, processor, [args.text])[0]
-    pixels = _frames_to_pixels(processor, frames, model)
-    if tower == "resnet":
-        maps, similarity = gradcam_resnet(model, pixels, text_embed)
-        method = "Grad-CAM (last ResNet stage)"
-    elif hasattr(model.vision_model, "encoder") and hasattr(model.vision_model.config, "patch_size"):
-        maps, similarity = attention_vit(model, pixels, text_embed)
-        method = "gradient-weighted attention rollout"
-    else:
-        raise CLIError(f"saliency maps support ResNet and ViT (CLIP vision) towers, not {tower!r}")
-    height, width = pixels.shape[-2:]
-    maps = F.interpolate(maps[:, None].float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    lo = maps.flatten(1).min(dim=1).values.view(-1, 1, 1)
-    hi = maps.flatten(1).max(dim=1).values.view(-1, 1, 1)
-    maps = ((maps - lo) / (hi - lo).clamp(min=1e-8)).cpu().numpy()
-    vp = processor.video_processor
-    mean = torch.tensor(vp.image_mean).view(3, 1, 1) if vp.do_normalize else torch.zeros(3, 1, 1)
-    std = torch.tensor(vp.image_std).view(3, 1, 1) if vp.do_normalize else torch.ones(3, 1, 1)
-    scale = vp.rescale_factor if vp.do_rescale else 1.0
+    images, maps, similarity, method = saliency_maps(model, processor, frames, args.text)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i in _progress(range(len(pixels)), desc="attention", unit="frame"):
-        image = ((pixels[i].detach().float().cpu() * std + mean) / scale).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    for i in _progress(range(len(images)), desc="attention", unit="frame"):
         path = output_dir / f"frame_{i:03d}_t{times[i]:.2f}s.png"
-        _save_overlay(path, np.ascontiguousarray(image), maps[i],
+        _save_overlay(path, np.ascontiguousarray(images[i]), maps[i],
                       f"{args.text!r} — {method}, t={times[i]:.2f}s, cos={similarity[i].item():.3f}", args.alpha)
         written.append(path)
     print(f"ophclip attention: wrote {len(written)} overlays ({method}) to {output_dir}")

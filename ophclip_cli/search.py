@@ -104,6 +104,18 @@ def _video_frame_embeddings(model, processor, video: Path, fps: float, batch_siz
     return embeds, times
 
 
+def top_matches(matrix, query, top_k: int) -> tuple[list[int], list[float]]:
+    """The rows of `matrix` `(N, D)` with the largest inner product with `query` `(D,)`, best first: their indices and
+    scores (exact; one query against the frames of a few videos needs no index)."""
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.float32)
+    sims = matrix @ np.asarray(query, dtype=np.float32).reshape(-1)
+    k = min(top_k, len(matrix))
+    ids = np.argsort(-sims, kind="stable")[:k].tolist()
+    return ids, sims[ids].tolist()
+
+
 def cmd_search(args) -> int:
     import numpy as np
     import torch
@@ -140,20 +152,7 @@ def cmd_search(args) -> int:
         raise CLIError(f"no video in {args.videos!r} could be read")
     matrix = torch.cat(all_embeds).numpy().astype(np.float32)
     query = encode_texts(model, processor, [args.query]).cpu().numpy().astype(np.float32)
-    k = min(args.top_k, len(matrix))
-    try:
-        import faiss
-    except ImportError:
-        faiss = None
-    if faiss is not None:
-        index = faiss.IndexFlatIP(matrix.shape[1])
-        index.add(matrix)
-        scores, ids = index.search(query, k)
-        scores, ids = scores[0].tolist(), ids[0].tolist()
-    else:  # exact inner product with numpy
-        sims = matrix @ query[0]
-        ids = np.argsort(-sims)[:k].tolist()
-        scores = sims[ids].tolist()
+    ids, scores = top_matches(matrix, query[0], args.top_k)
     results = [{"rank": r + 1, "video": moments[i][0], "time": round(moments[i][1], 3), "score": round(s, 6)}
                for r, (i, s) in enumerate(zip(ids, scores))]
     if output is not None:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -436,3 +437,78 @@ def test_validation_runs_none_of_the_folders_code(model_folder, tmp_path, capsys
     code.write_text("def broken(:\n")
     with pytest.raises(PublishError, match="configuration_ophclip.py is not valid Python"):
         validate_model_folder(folder)
+
+
+# -- Spaces: the web app of a model repository --------------------------------------------------------------------------
+
+SPACE_ID = "tester/ophclip-tiny-app"
+
+
+def test_publish_space_writes_the_folder_and_its_app_runs_from_the_hub(fake_hub, model_folder, tmp_path):
+    """`publish space` writes app.py + requirements + the Space card + the app's packages, pushes them as one commit;
+    the Space's files downloaded from the Hub build the app for the model repository in a fresh process that imports
+    the OphCLIP code from the Space folder, not from this checkout."""
+    pytest.importorskip("gradio")
+    from huggingface_hub import SpaceCard, snapshot_download
+
+    from model_cards.publish import SPACE_PACKAGES, publish_space
+
+    endpoint, env, hub = fake_hub
+    publish_model(model_folder, MODEL_ID, out=io.StringIO())
+    folder = tmp_path / "space"
+    out = io.StringIO()
+    result = publish_space(folder, SPACE_ID, model_repo=MODEL_ID, commit_message="OphCLIP app", out=out)
+    assert result.commit_url.startswith(f"{endpoint}/spaces/{SPACE_ID}/commit/")
+    repo = hub.repo(SPACE_ID, repo_type="space")
+    assert [c["title"] for c in repo["commits"]] == ["initial commit", "OphCLIP app"]
+    stored = hub.files(SPACE_ID, repo_type="space")
+    assert {"app.py", "requirements.txt", "README.md", "ophclip_cli/app.py", "modeling_ophclip/__init__.py",
+            "evaluate_suite/registry.py"} <= set(stored)
+    assert ".ophclip-space" not in stored and not any("__pycache__" in p for p in stored)
+
+    card = SpaceCard.load(folder / "README.md").data.to_dict()
+    import gradio
+
+    assert card["sdk"] == "gradio" and card["sdk_version"] == gradio.__version__ and card["app_file"] == "app.py"
+    assert card["models"] == [MODEL_ID]
+    requirements = (folder / "requirements.txt").read_text()
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements and "CPU" in requirements
+    assert f"gradio=={gradio.__version__}" in requirements and "\ntransformers==" in requirements
+    assert repr(MODEL_ID) in (folder / "app.py").read_text()
+
+    # The Space as the Hub serves it: its app builds against the model repository, with its own copy of the code.
+    space = snapshot_download(SPACE_ID, repo_type="space", local_dir=tmp_path / "downloaded")
+    # Every module of ours the app imports must come from the Space's copy, not from this checkout's install.
+    code = ("import app, pathlib, sys; here = pathlib.Path.cwd().resolve(); "
+            "ours = ('ophclip_cli', 'modeling_ophclip', 'evaluate_suite', 'datasets_ophvl', 'ophclip_train', "
+            "'model_cards'); "
+            "outside = sorted(name for name, module in list(sys.modules.items()) if name.split('.')[0] in ours "
+            "and getattr(module, '__file__', None) and not pathlib.Path(module.__file__).resolve().is_relative_to(here)); "
+            "assert not outside, f'imported from outside the Space: {outside}'; "
+            "print(type(app.demo).__name__, app.demo.core.model_id, len(app.demo.core.model.config.to_dict()) > 0)")
+    child = subprocess.run([sys.executable, "-c", code], cwd=space, capture_output=True, text=True, timeout=600,
+                           env={**_base_env(), **env, "GRADIO_ANALYTICS_ENABLED": "False",
+                                "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.split() == ["Blocks", MODEL_ID, "True"]
+    assert all((Path(space) / name / "__init__.py").is_file() for name in SPACE_PACKAGES)
+
+
+def test_publish_space_command_dry_run_and_refusals(fake_hub, tmp_path):
+    endpoint, env, hub = fake_hub
+    folder = tmp_path / "space"
+    result = _cli(["space", folder, SPACE_ID, "--model-repo", MODEL_ID, "--dry-run"], env, check_rc=0)
+    assert "dry run, nothing is uploaded" in result.stdout and f"{endpoint}/spaces/{SPACE_ID}" in result.stdout
+    assert "app.py" in result.stdout and (folder / "app.py").is_file()
+    assert hub.store.load("space", SPACE_ID) is None  # nothing sent
+    # the folder exists now: written again only with --overwrite, and never over a folder it did not write
+    result = _cli(["space", folder, SPACE_ID, "--model-repo", MODEL_ID, "--dry-run"], env, check_rc=2)
+    assert "exists and is not empty; pass --overwrite" in result.stderr
+    _cli(["space", folder, SPACE_ID, "--model-repo", MODEL_ID, "--dry-run", "--overwrite"], env, check_rc=0)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    result = _cli(["space", other, SPACE_ID, "--model-repo", MODEL_ID, "--overwrite"], env, check_rc=2)
+    assert "was not written by `publish space`" in result.stderr and (other / "notes.txt").is_file()
+    result = _cli(["space", tmp_path / "x", SPACE_ID, "--model-repo", "not a repo"], env, check_rc=2)
+    assert result.stderr.count("\n") == 1 and "invalid repository id 'not a repo'" in result.stderr
