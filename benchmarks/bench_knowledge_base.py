@@ -11,8 +11,22 @@ and reports each in milliseconds and as a fraction of one video-level training s
 default; an IVF index is timed for comparison. Re-encoding the refreshed rows is the trainer's real refresh cost, so
 a no-grad video encoding is timed too and extrapolated to 512 videos.
 
+It also times what retrieval adds to one video-level step of the trainer (`--index` picks the bank's index): the
+titles' no-grad text forward that makes the queries, the search of those `B` titles' top-`K`, and the choice of the
+rows to encode ([`retrieve`] + [`rows_to_encode`], the encoded form's bookkeeping). Decoding and encoding the chosen
+silent videos is training work on silent footage, not retrieval; it is printed on its own line.
+
+`--sweep` measures the bank at scale instead (no model): for each size (30k, 300k, 1M rows x 768 by default;
+`--max-rows` caps them) it builds the exact Flat bank and each approximate index of `--indexes`, and prints side by
+side build time, top-16 search time for 256 queries (alternating with exact search), and recall@16 against the
+exact search, with the process's peak memory. The vectors are clustered unit vectors of low intrinsic dimension (`clustered_unit_vectors`), because
+recall on i.i.d. Gaussian vectors says nothing about real embeddings: in 768 dimensions all their pairwise cosines
+are ~0, so "nearest" neighbours are barely nearer than any other row and every approximate index looks bad.
+
     python benchmarks/bench_knowledge_base.py            # B=2, T=4
-    python benchmarks/bench_knowledge_base.py --batch-size 4 --frames 8
+    python benchmarks/bench_knowledge_base.py --batch-size 4 --frames 8 --index IVF1024,Flat
+    nice python benchmarks/bench_knowledge_base.py --sweep --faiss-threads 1    # peak 13 GiB at 1M rows
+    python benchmarks/bench_knowledge_base.py --sweep --max-rows 300000         # smaller machines
 """
 
 import argparse
@@ -31,8 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
+import torch.nn.functional as F  # noqa: E402
+
 from datasets_ophvl.knowledge_base import SilentVideoBank  # noqa: E402
 from modeling_ophclip import OphCLIPConfig, OphCLIPModel  # noqa: E402
+from ophclip_train.objectives import retrieve, rows_to_encode  # noqa: E402
 
 
 def timed(fn, repeats, warmup=1):
@@ -50,6 +67,129 @@ def timed(fn, repeats, warmup=1):
     return statistics.median(times), min(times)
 
 
+def clustered_unit_vectors(num_rows, dim, seed, num_clusters=None, latent_dim=64, spread=1.0, noise=0.05):
+    """`(num_rows, dim)` float32 unit vectors shaped like learned embeddings: `num_clusters` clusters (default one per
+    300 rows: videos of one kind of surgery from one setting) in a `latent_dim`-dimensional subspace, each point its
+    cluster centre plus `spread` times a Gaussian in that subspace, mapped into `dim` dimensions by a fixed random
+    matrix, plus a small isotropic `noise`, then normalised. Neighbours are therefore meaningful (mostly of the same
+    cluster, ranked by their latent offsets), as for a trained encoder whose embeddings have low intrinsic dimension.
+    Generated in chunks of 65,536 rows; the same seed gives the same vectors, and vectors drawn with another seed
+    (the queries) share the centres and the map (kept per shape by `_space`), i.e. come from the same distribution."""
+    space = _space(dim, latent_dim, num_clusters or max(1, num_rows // 300))
+    rng = np.random.default_rng(seed)
+    out = np.empty((num_rows, dim), dtype=np.float32)
+    for start in range(0, num_rows, 65_536):
+        n = min(65_536, num_rows - start)
+        out[start : start + n] = _chunk(space, rng, n, dim, spread, noise)
+    return out
+
+
+def _chunk(space, rng, n, dim, spread=1.0, noise=0.05):
+    """`n` rows of `clustered_unit_vectors`, drawn from `rng`."""
+    latent_dim = space["centres"].shape[1]
+    cluster = rng.integers(0, len(space["centres"]), size=n)
+    latent = space["centres"][cluster] + spread * rng.standard_normal((n, latent_dim), dtype=np.float32)
+    chunk = latent @ space["map"] + noise * rng.standard_normal((n, dim), dtype=np.float32)
+    return chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+
+
+_SPACES = {}
+
+
+def _space(dim, latent_dim, num_clusters):
+    """The cluster centres and the latent-to-embedding map, fixed per shape so that queries share them."""
+    key = (dim, latent_dim, num_clusters)
+    if key not in _SPACES:
+        rng = np.random.default_rng(1234)
+        _SPACES[key] = {
+            "centres": rng.standard_normal((num_clusters, latent_dim), dtype=np.float32),
+            "map": rng.standard_normal((latent_dim, dim), dtype=np.float32) / np.sqrt(latent_dim),
+        }
+    return _SPACES[key]
+
+
+def exact_search(vectors, queries, k):
+    """Exact top-`k` inner-product search over `vectors`: `faiss.knn`, the brute-force routine the default bank's
+    `IndexFlatIP` runs, here over the approximate bank's own float32 copy of the matrix so that no second copy is
+    needed (3 GiB at 1M x 768)."""
+    return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+
+def peak_rss_gib():
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def recall_at_k(found, truth):
+    """Mean over queries of |found ∩ truth| / k (rows `-1` never match)."""
+    hits = [len(set(f.tolist()) & set(t.tolist()) - {-1}) for f, t in zip(found, truth)]
+    return sum(hits) / (len(truth) * truth.shape[1])
+
+
+def sweep(args):
+    """The scale sweep: exact Flat vs the approximate indexes of `--indexes` at each size, side by side."""
+    if args.faiss_threads:
+        faiss.omp_set_num_threads(args.faiss_threads)
+    sizes = [n for n in args.sizes if n <= args.max_rows]
+    if not sizes:
+        raise SystemExit(f"--max-rows {args.max_rows} leaves none of --sizes {args.sizes}; lower a size or raise it")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, faiss {faiss.__version__} "
+        f"({faiss.omp_get_max_threads()} OpenMP threads), 1-min load average {os.getloadavg()[0]:.2f} before"
+    )
+    clusters = f"{args.clusters} clusters" if args.clusters else "one cluster per 300 rows"
+    print(f"vectors: clustered unit vectors ({args.dim}-d, 64-d latent, {clusters}); "
+          f"{args.queries} queries from the same distribution; recall@{args.k} against exact search (faiss.knn, "
+          "what the default Flat bank runs); "
+          f"search: {args.sweep_repeats} pairs of an exact and an approximate search, alternating (medians; the "
+          "speed-up is the median of the pairs' ratios); update: median of 3 refreshes of 512 random rows\n")
+    print(f"| rows | index | build s | exact top-{args.k} of {args.queries} queries, ms | approximate, ms | speed-up "
+          f"| recall@{args.k} | update 512 rows ms | peak RSS GiB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for num_rows in sizes:
+        num_clusters = args.clusters or max(1, num_rows // 300)
+        queries = torch.from_numpy(clustered_unit_vectors(args.queries, args.dim, seed=1, num_clusters=num_clusters))
+        video_ids = [f"silent-{i:07d}" for i in range(num_rows)]
+        new_rows = np.random.default_rng(2).choice(num_rows, size=512, replace=False)
+        new_embeddings = torch.from_numpy(clustered_unit_vectors(512, args.dim, seed=3, num_clusters=num_clusters))
+        embeddings = clustered_unit_vectors(num_rows, args.dim, seed=0, num_clusters=num_clusters)
+        query_matrix = queries.numpy()
+        print(f"| {num_rows:,} | (vectors generated) | | | | | | | {peak_rss_gib():.1f} |", flush=True)
+        for factory in args.indexes:
+            start = time.perf_counter()
+            bank = SilentVideoBank.from_embeddings(embeddings, video_ids, string_factory=factory,
+                                                   train_size=args.train_size)
+            build_s = time.perf_counter() - start
+            del embeddings  # the bank holds an exact float32 copy: the exact search runs over it
+            matrix = bank.embeddings.numpy()
+            truth = exact_search(matrix, query_matrix, args.k)[1]
+            original = matrix[new_rows].copy()  # `matrix` is a view of the bank: it changes with `update`
+            update_ms, _ = timed(lambda: bank.update(new_rows, new_embeddings), 3)
+            bank.update(new_rows, original)  # back to the vectors the exact search saw
+            for nprobe in args.nprobes:
+                bank.nprobe = nprobe  # one build, several search breadths
+                bank.search(queries, k=args.k)  # warm-up
+                # Exact and approximate searches alternate, so that both see the same load on a shared machine;
+                # the speed-up is the median of the per-pair ratios.
+                pairs = []
+                for _ in range(args.sweep_repeats):
+                    pairs.append((timed(lambda: exact_search(matrix, query_matrix, args.k), 1, warmup=0)[0],
+                                  timed(lambda: bank.search(queries, k=args.k), 1, warmup=0)[0]))
+                exact_ms = statistics.median(e for e, _ in pairs)
+                search_ms = statistics.median(a for _, a in pairs)
+                speed_up = statistics.median(e / a for e, a in pairs)
+                recall = recall_at_k(bank.search(queries, k=args.k).indices.numpy(), truth)
+                print(f"| {num_rows:,} | {factory}, {'efSearch' if 'HNSW' in factory else 'nprobe'} {nprobe} "
+                      f"| {build_s:.1f} | {exact_ms:.0f} | {search_ms:.1f} | {speed_up:.1f} | {recall:.3f} "
+                      f"| {update_ms:.1f} | {peak_rss_gib():.1f} |", flush=True)
+            del bank, matrix
+            embeddings = (clustered_unit_vectors(num_rows, args.dim, seed=0, num_clusters=num_clusters)
+                          if factory != args.indexes[-1] else None)
+    print(f"\n1-min load average after: {os.getloadavg()[0]:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-rows", type=int, default=30_636)
@@ -62,7 +202,31 @@ def main():
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20, help="timed repeats of the bank operations")
     parser.add_argument("--step-repeats", type=int, default=3, help="timed training steps (after one warm-up)")
+    parser.add_argument("--index", default=None,
+                        help="faiss index-factory string of the bank whose per-step retrieval is timed (default exact "
+                             "Flat), e.g. IVF1024,Flat")
+    parser.add_argument("--retrieval-k", type=int, default=4, help="K of the per-step retrieval (the trainer's default)")
+    parser.add_argument("--sweep", action="store_true", help="measure the bank at scale instead (see above)")
+    parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[30_000, 300_000, 1_000_000],
+                        help="sweep: bank sizes, comma-separated")
+    parser.add_argument("--max-rows", type=int, default=1_000_000,
+                        help="sweep: skip sizes above this (1M rows with IVF1024,Flat: 13 GiB peak)")
+    parser.add_argument("--indexes", type=lambda v: v.split(";"), default=["IVF1024,Flat"],
+                        help="sweep: approximate indexes, ';'-separated faiss index-factory strings")
+    parser.add_argument("--nprobes", type=lambda v: [int(x) for x in v.split(",")], default=[8, 16],
+                        help="sweep: search breadths tried on each approximate index (IVF nprobe, HNSW efSearch)")
+    parser.add_argument("--train-size", type=int, default=None, help="sweep: rows that train an IVF/PQ index")
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="sweep: clusters of the vectors at every size (0: one per 300 rows, i.e. more kinds of "
+                             "video as the bank grows; a fixed number: more videos of the same kinds)")
+    parser.add_argument("--faiss-threads", type=int, default=0,
+                        help="sweep: faiss OpenMP threads (0: faiss's default, all cores); on a machine that other "
+                             "work shares, 1 avoids threads spinning at barriers")
+    parser.add_argument("--sweep-repeats", type=int, default=3,
+                        help="sweep: timed exact/approximate search pairs per index, breadth and size")
     args = parser.parse_args()
+    if args.sweep:
+        return sweep(args)
 
     rng = np.random.default_rng(0)
     embeddings = rng.standard_normal((args.num_rows, args.dim), dtype=np.float32)
@@ -134,6 +298,31 @@ def main():
         (f"re-encode {args.refresh_rows} silent videos (T={T}, no grad; extrapolated from B={B})",
          tuple(ms / B * args.refresh_rows for ms in per_batch))
     )
+
+    # -- what retrieval adds to one video-level step (the trainer's `_retrieve_for_step` + `rows_to_encode`) ---------
+    step_bank = bank if args.index is None else SilentVideoBank.from_embeddings(
+        embeddings, video_ids, string_factory=args.index)
+    index_name = args.index or "Flat"
+    generator = torch.Generator().manual_seed(0)
+
+    def title_queries():  # the titles embedded without gradients in eval mode (no dropout), as the trainer does
+        with torch.no_grad():
+            return F.normalize(model.get_text_features(input_ids).pooler_output.float(), dim=-1)
+
+    titles = title_queries()
+
+    def retrieval_step():
+        _, mask, indices = retrieve(step_bank, title_queries(), args.retrieval_k)
+        rows_to_encode(indices, mask, 1, generator)
+
+    per_step = [
+        (f"per step: the {B} titles' no-grad text forward (the queries)", timed(title_queries, args.repeats)),
+        (f"per step: {index_name} search of the {B} titles' top-{args.retrieval_k}",
+         timed(lambda: step_bank.search(titles, k=args.retrieval_k), args.repeats)),
+        (f"per step: all retrieval (text forward + retrieve + rows_to_encode), {index_name}",
+         timed(retrieval_step, args.repeats)),
+    ]
+    results += per_step
 
     # -- report ---------------------------------------------------------------------------------------------------
     print(

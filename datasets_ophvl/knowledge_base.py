@@ -14,7 +14,9 @@ bank must support cheap in-place updates, and every process of a distributed run
   numbers, so a search result indexes both the dataset and the embedding matrix;
 - by default the index is an exact `IndexFlat` (inner product). At OphVL's scale (~30K silent videos, d = 768) it
   searches 256 queries in milliseconds, builds in under a second, and its vector storage can be overwritten in place.
-  Approximate indexes (`string_factory="IVF256,Flat"`, `"HNSW32,Flat"`, ...) are supported for larger banks.
+  Approximate indexes (`string_factory="IVF1024,Flat"`, `"HNSW32,Flat"`, ...) are for larger banks: at 1M clustered
+  rows `"IVF1024,Flat"` with `nprobe=8` searched 10x faster than exact search with recall@16 0.99, but only 0.68 where
+  the clusters were many and overlapping (README, Benchmarks): measure recall on your own embeddings.
 
 Example:
 
@@ -78,6 +80,10 @@ _CONFIG_TYPES = {  # key: (allowed types, what is expected)
     "nprobe": ((int, type(None)), "a whole number or null"),
 }
 REQUIRED_COLUMNS = ("video_id", "title")
+# Indexes that need training (IVF, PQ, SQ) learn from a seeded random sample of the bank, the same on every process.
+TRAIN_SEED = 0
+DEFAULT_TRAIN_ROWS = 65_536
+DEFAULT_EF_SEARCH = 64
 
 
 class BankSearchResult(NamedTuple):
@@ -132,8 +138,36 @@ def _is_flat(index) -> bool:
     return isinstance(index, faiss.IndexFlat)
 
 
+def _flat_codes(index):
+    """A writable `(ntotal, code_size)` uint8 view of the codes of a flat-codes index that is not `IndexFlat` (scalar
+    quantiser, PQ: row `i` is code slot `i`), else None. Updating those in place keeps ids equal to row numbers,
+    where `remove_ids` would renumber the rows after each removed one."""
+    index = faiss.downcast_index(index)
+    if _is_flat(index) or not isinstance(index, faiss.IndexFlatCodes) or index.ntotal == 0:
+        return None
+    raw = faiss.rev_swig_ptr(index.codes.data(), index.ntotal * index.code_size)
+    return np.asarray(_IndexOwner(index, raw.reshape(index.ntotal, index.code_size)))
+
+
 def _is_ivf(index) -> bool:
     return faiss.try_extract_index_ivf(index) is not None
+
+
+def _hnsw_of(index):
+    """The `faiss.HNSW` graph of an `IndexHNSW*` (its `efSearch` sets the search breadth), else None."""
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    return hnsw if isinstance(hnsw, faiss.HNSW) else None
+
+
+def training_sample(num_rows: int, size: int, seed: int = TRAIN_SEED) -> np.ndarray:
+    """The rows an index is trained on: `size` distinct rows of `num_rows` drawn with a fixed seed, ascending.
+
+    Every process of a distributed run draws the same rows, so their indexes learn the same centroids; all rows
+    when `size >= num_rows`.
+    """
+    if size >= num_rows:
+        return np.arange(num_rows, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(num_rows, size=size, replace=False)).astype(np.int64)
 
 
 def _to_numpy(x, name: str) -> np.ndarray:
@@ -164,10 +198,12 @@ def _as_matrix(x, name: str, dim: int | None = None, allow_empty: bool = False) 
     if array.shape[0] == 0 and not allow_empty:
         raise ValueError(f"`{name}` is empty (shape {tuple(array.shape)}); a bank needs at least one vector.")
     array = np.array(array, dtype=np.float32, order="C", copy=True)
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.all(axis=1))
-        raise ValueError(f"`{name}` contains NaN or infinite values (in rows {_preview(bad)}).")
+    # Checked in slices: a whole-matrix boolean mask would cost another quarter of the matrix (0.8 GB at 1M x 768).
+    for start in range(0, len(array), 65_536):
+        finite = np.isfinite(array[start : start + 65_536])
+        if not finite.all():
+            bad = start + np.flatnonzero(~finite.all(axis=1))
+            raise ValueError(f"`{name}` contains NaN or infinite values (in rows {_preview(bad)}).")
     return array
 
 
@@ -240,14 +276,21 @@ class SilentVideoBank:
     **Index types.** The default exact `IndexFlat` (inner product) is the right choice at OphVL's scale; its results
     equal a brute-force `queries @ embeddings.T` top-k. With `string_factory` (e.g. `"IVF256,Flat"`, `"HNSW32,Flat"`)
     the search is **approximate**: it may miss true neighbours, and IVF indexes may return fewer than `k` hits (index
-    `-1`, score `-inf`). IVF indexes are trained on the first `train_size` rows (default: all of them) and searched
-    with `nprobe` lists (default `nlist // 16`). Updates cost, per index type:
+    `-1`, score `-inf`). An index that needs training (IVF, PQ, SQ) is trained on `train_size` rows drawn with a
+    fixed seed from the whole bank ([`training_sample`]; default 64 per IVF list, else 65,536), the same rows on every
+    process. IVF searches `nprobe` lists (default `nlist // 16`); HNSW keeps `nprobe` candidates (`efSearch`, default
+    64). `benchmarks/bench_knowledge_base.py --sweep` measures build time, search time and recall@16 against exact
+    search up to 1M rows (README, Benchmarks). Refresh, per index type:
 
-    | index | `update` | notes |
+    | index | `update` of some rows | `update` of every row |
     |---|---|---|
-    | Flat (default) | overwrite the index's vector storage in place | exact; ~1 ms for 512 rows at d = 768 |
-    | IVF (`"IVF..."`) | `remove_ids` + `add_with_ids` (ids stay row numbers) | centroids stay: `rebuild()` now and then |
-    | anything else (HNSW, PQ, ...) | full rebuild from the embedding matrix | HNSW cannot remove; seconds at 30K rows |
+    | Flat (default) | overwrite the index's vector storage in place (~1 ms for 512 rows at d = 768) | the same |
+    | IVF (`"IVF..."`) | `remove_ids` + `add_with_ids` (ids stay row numbers; the centroids stay) | retrain + re-add |
+    | SQ / PQ without IVF (`"SQ8"`, `"PQ96"`) | overwrite the rows' codes in place (`sa_encode`) | retrain + re-add |
+    | anything else (HNSW, ...) | full re-add from the bank's matrix (HNSW cannot remove) | re-add |
+
+    A partial refresh leaves IVF centroids where the first embeddings put them; `rebuild()` retrains on the current
+    embeddings (the trainer does it once per refresh cycle, when every row has been re-encoded).
 
     Only the Flat index holds the exact vectors itself; for every other index the bank keeps its own float32 copy of
     the matrix (so `embeddings` is exact and a rebuild is possible), which [`~SilentVideoBank.save`] writes next to
@@ -290,9 +333,11 @@ class SilentVideoBank:
         string_factory (`str`, *optional*):
             A faiss index-factory string for an approximate index, e.g. `"IVF256,Flat"`. Default: exact Flat.
         train_size (`int`, *optional*):
-            Number of leading rows used to train an index that needs training (IVF, PQ); defaults to all rows.
+            Rows (a seeded random sample of the bank) that train an index that needs training (IVF, PQ, SQ);
+            defaults to 64 per IVF list, else 65,536, at most all rows.
         nprobe (`int`, *optional*):
-            Number of inverted lists an IVF index visits per query; defaults to `max(1, nlist // 16)`.
+            Search breadth: inverted lists an IVF index visits per query (default `max(1, nlist // 16)`), or an HNSW
+            index's `efSearch` (default 64). Larger is slower and finds more of the true neighbours.
 
     Example:
 
@@ -352,8 +397,6 @@ class SilentVideoBank:
             raise ValueError(
                 f"`string_factory` must be a faiss index-factory string such as 'IVF256,Flat', got {string_factory!r}."
             )
-        if nprobe is not None:
-            _check_int(nprobe, "nprobe", 1)
         if train_size is not None:
             _check_int(train_size, "train_size", 1)
 
@@ -436,30 +479,34 @@ class SilentVideoBank:
         return cls(dataset, embeddings, normalize=normalize, **index_kwargs)
 
     def _build_index(self, matrix: np.ndarray):
-        """(Re)create the faiss index over `matrix` (already validated, float32, normalised if configured)."""
+        """(Re)create the faiss index over `matrix` (already validated, float32, normalised if configured); an index
+        that needs training (IVF, PQ, SQ) is trained on a seeded sample of `matrix` first."""
         if INDEX_NAME in self.dataset.list_indexes():
             self.dataset.drop_index(INDEX_NAME)
+        name = self.string_factory or "Flat"
+        index = None
         try:
-            train_size = None
             if self.string_factory is not None:
-                probe = faiss.index_factory(matrix.shape[1], self.string_factory, faiss.METRIC_INNER_PRODUCT)
-                if not probe.is_trained:
-                    # datasets trains only when given `train_size`; an untrained IVF would fail in `add`.
-                    train_size = min(self.train_size or len(matrix), len(matrix))
+                index = faiss.index_factory(matrix.shape[1], self.string_factory, faiss.METRIC_INNER_PRODUCT)
+                if not index.is_trained:
+                    # Trained here rather than by datasets' `train_size`, which takes the *leading* rows: a bank is
+                    # ordered by shard, so its first rows are one slice of the data, not a sample of it.
+                    sample = training_sample(len(matrix), self._training_rows(index, len(matrix)))
+                    index.train(matrix[sample])
             with _quiet_progress_bars():
                 self.dataset.add_faiss_index_from_external_arrays(
                     matrix,
                     INDEX_NAME,
-                    string_factory=self.string_factory,
                     metric_type=faiss.METRIC_INNER_PRODUCT,
-                    train_size=train_size,
+                    custom_index=index,  # None: datasets builds the exact IndexFlat (inner product)
                     batch_size=len(matrix),  # one `add` call: the matrix is already in memory
                 )
         except RuntimeError as e:
+            first = " ".join(str(e).strip().splitlines()[:1])[:300]
             raise ValueError(
-                f"faiss could not build the index {self.string_factory or 'Flat'!r} over {matrix.shape[0]} vectors of "
-                f"dimension {matrix.shape[1]}; check `string_factory` (an IVF index needs at least nlist training "
-                f"vectors): {e}"
+                f"faiss could not build the index {name!r} over {matrix.shape[0]} vectors of dimension "
+                f"{matrix.shape[1]}; check `string_factory`: expected a faiss index-factory string whose index "
+                f"supports inner product and `add` (and, for IVF, at least nlist training vectors): {first}"
             ) from e
         index = self.faiss_index
         if _is_flat(index):
@@ -467,11 +514,45 @@ class SilentVideoBank:
             self._vectors = _flat_vectors(index)
         else:
             self._vectors = matrix
-            if _is_ivf(index):
-                ivf = faiss.extract_index_ivf(index)
-                ivf.nprobe = self.nprobe if self.nprobe is not None else max(1, ivf.nlist // 16)
+            self._apply_search_parameters(index)
+
+    def _training_rows(self, index, num_rows: int) -> int:
+        """How many rows train `index`: `train_size` if given, else 64 per IVF list (k-means needs ~40 per centroid
+        to be stable; faiss itself subsamples above 256) or 65,536 for other trained codecs (PQ, SQ); never more
+        than the bank."""
+        if self.train_size is not None:
+            return min(self.train_size, num_rows)
+        ivf = faiss.try_extract_index_ivf(index)
+        wanted = 64 * ivf.nlist if ivf is not None else DEFAULT_TRAIN_ROWS
+        return min(wanted, num_rows)
+
+    def _apply_search_parameters(self, index) -> None:
+        """`nprobe` (IVF: inverted lists visited per query) or, for HNSW, `efSearch` (candidates kept per query);
+        the default `nprobe` is `nlist // 16`, the default `efSearch` faiss's own (16) raised to 64."""
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.nprobe = self.nprobe if self.nprobe is not None else max(1, ivf.nlist // 16)
+            return
+        hnsw = _hnsw_of(index)
+        if hnsw is not None:
+            hnsw.efSearch = self.nprobe if self.nprobe is not None else DEFAULT_EF_SEARCH
 
     # -- properties ------------------------------------------------------------------------------------------------
+
+    @property
+    def nprobe(self) -> int | None:
+        """The search breadth of an approximate index (IVF `nprobe`, HNSW `efSearch`); `None`: the default.
+
+        Setting it takes effect at once (no rebuild), e.g. to trade recall for speed: `bank.nprobe = 32`. It has no
+        effect on the exact Flat index.
+        """
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int | None) -> None:
+        self._nprobe = None if value is None else _check_int(value, "nprobe", 1)
+        if INDEX_NAME in self.dataset.list_indexes() and not _is_flat(self.faiss_index):
+            self._apply_search_parameters(self.faiss_index)
 
     @property
     def faiss_index(self):
@@ -603,6 +684,15 @@ class SilentVideoBank:
         # it updates the bank's copy, from which the index is then patched or rebuilt.
         self._vectors[rows] = matrix
         if _is_flat(index):
+            return
+        if len(rows) == len(self):
+            # Every row is new (the initial encoding, a full refresh): retrain, so that IVF centroids and PQ/SQ
+            # codebooks describe the current embeddings rather than the ones they replaced.
+            self._build_index(self._vectors)
+            return
+        codes = _flat_codes(index)
+        if codes is not None:  # IndexScalarQuantizer / IndexPQ: rows are code slots, overwrite them in place
+            codes[rows] = index.sa_encode(matrix)
             return
         if _is_ivf(index):
             try:
@@ -884,4 +974,4 @@ def _check_video_ids(video_ids) -> None:
         raise ValueError(f"`video_ids` must be distinct, got duplicates {_preview(duplicates)}.")
 
 
-__all__ = ["BankSearchResult", "SilentVideoBank"]
+__all__ = ["BankSearchResult", "SilentVideoBank", "training_sample"]

@@ -30,14 +30,15 @@ except ImportError:  # a transformers version without lazily installed output-ca
     maybe_install_capturing_hooks = None
 
 
-def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row against the matching column (item i pairs with item i)."""
+def contrastive_loss_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row of a square logits matrix against the matching column (item i pairs with item i).
+    (The training objectives' `contrastive_loss_from_embeddings` takes the embeddings of a distributed batch.)"""
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
 def ophclip_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over a square text × video similarity matrix."""
-    return (contrastive_loss(logits_per_text) + contrastive_loss(logits_per_text.t())) / 2.0
+    return (contrastive_loss_from_logits(logits_per_text) + contrastive_loss_from_logits(logits_per_text.t())) / 2.0
 
 
 def surgvlp_text_pooling(

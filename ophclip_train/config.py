@@ -174,6 +174,25 @@ class ObjectiveArguments:
         "--bank_refresh_rows_per_step.",
         default=0,
     )
+    local_loss: bool = _help(
+        "Each process computes only its local rows of the contrastive logits against the gathered columns (open_clip's "
+        "local_loss): (B, W*B) instead of (W*B, W*B) logits per process, the same gradients. Worth it with many "
+        "processes; the logged losses are the mean over processes, as in the global form.",
+        default=False,
+    )
+    bank_index: str = _help(
+        "The memory bank's faiss index: 'Flat' (exact maximum inner product search; right at OphVL's ~30K silent "
+        "videos) or an approximate faiss index-factory string such as 'IVF1024,Flat' for banks of a million rows "
+        "(README, Benchmarks). An approximate index is trained on a seeded sample of the bank after the initial "
+        "encoding, retrained after a full refresh and once per --bank_refresh_rows_per_step cycle, and saved and "
+        "resumed with the checkpoint.",
+        default="Flat",
+    )
+    bank_index_nprobe: int = _help(
+        "Search breadth of an approximate --bank_index (IVF lists visited per query, or HNSW efSearch); 0: the "
+        "index's default (nlist // 16; efSearch 64).",
+        default=0,
+    )
     simsiam_weight: float = _help(
         "Weight of a SimSiam term on two augmented views of every clip (random resized crop, horizontal flip, colour "
         "jitter; the same parameters for all frames of a clip). 0 disables it. Each view costs one more vision "
@@ -188,6 +207,11 @@ class ObjectiveArguments:
 
     def pattern(self) -> list[str]:
         return parse_schedule(self.schedule)
+
+    def bank_index_kwargs(self) -> dict:
+        """`SilentVideoBank` keyword arguments for --bank_index / --bank_index_nprobe."""
+        return {"string_factory": None if self.bank_index == "Flat" else self.bank_index,
+                "nprobe": self.bank_index_nprobe or None}
 
 
 @dataclass
@@ -329,6 +353,14 @@ class PretrainConfig:
             raise ValueError("--retrieval_weight and --simsiam_weight must be >= 0")
         if o.bank_refresh_rows_per_step < 0 or o.bank_full_refresh_every < 0:
             raise ValueError("--bank_refresh_rows_per_step and --bank_full_refresh_every must be >= 0")
+        if not o.bank_index.strip() or o.bank_index.strip() != o.bank_index:
+            raise ValueError(f"--bank_index must be 'Flat' or a faiss index-factory string such as 'IVF1024,Flat' "
+                             f"(no surrounding spaces), got {o.bank_index!r}")
+        if o.bank_index_nprobe < 0:
+            raise ValueError(f"--bank_index_nprobe must be >= 0 (0: the index's default), got {o.bank_index_nprobe}")
+        if o.bank_index_nprobe and o.bank_index == "Flat":
+            raise ValueError("--bank_index_nprobe sets the search breadth of an approximate --bank_index; the exact "
+                             "'Flat' index has none (give e.g. --bank_index IVF1024,Flat)")
         if not 0 < o.augment_crop_scale <= 1:
             raise ValueError(f"--augment_crop_scale must be in (0, 1], got {o.augment_crop_scale}")
         if t.max_steps < 1:

@@ -12,8 +12,8 @@ The contrastive batch stays whole under `--gradient_accumulation_steps`: `object
 embeds all micro-batches without gradients, then re-embeds one micro-batch at a time with gradients against the
 cached rest (open_clip's `accum_freq`). DDP only synchronises in the last backward.
 
-The memory bank (`datasets_ophvl.SilentVideoBank`, exact inner-product faiss index) holds one L2-normalised
-video embedding per silent video. It is built before the first step by encoding every silent video (each process
+The memory bank (`datasets_ophvl.SilentVideoBank`; an exact inner-product faiss index, or the approximate one that
+`--bank_index` names) holds one L2-normalised video embedding per silent video. It is built before the first step by encoding every silent video (each process
 encodes its share of the rows, `objectives.refresh_bank` gathers them and applies the same update everywhere), and
 re-encoded with the current model as `--bank_refresh_rows_per_step` / `--bank_full_refresh_every` say. Bank encoding
 runs in eval mode (BatchNorm running statistics, broadcast from the main process first), so every process computes
@@ -301,7 +301,8 @@ class Pretrainer:
         dim = self.unwrapped.model.config.projection_dim
         # Placeholder vectors, the same on every process; every row is re-encoded right away.
         initial = torch.randn(n, dim, generator=torch.Generator().manual_seed(self.config.training.seed))
-        self._set_bank(SilentVideoBank(Dataset.from_dict(table), initial))
+        self._set_bank(SilentVideoBank(Dataset.from_dict(table), initial,
+                                       **self.config.objectives.bank_index_kwargs()))
         self._failed_rows = set()
         self._refresh(torch.arange(n))
         failed = sorted(set(gather_object(sorted(self._failed_rows))))
@@ -310,7 +311,8 @@ class Pretrainer:
             logger.warning(f"memory bank: {len(failed)} silent videos could not be decoded and were left out")
             if not keep:
                 raise ValueError("no silent video of the bank could be decoded")
-            self._set_bank(SilentVideoBank(self.bank.dataset.select(keep), self.bank.embeddings[keep].clone()))
+            self._set_bank(SilentVideoBank(self.bank.dataset.select(keep), self.bank.embeddings[keep].clone(),
+                                           **self.config.objectives.bank_index_kwargs()))
         self._check_bank()
         logger.info(f"memory bank: {len(self.bank)} silent videos encoded in {time.perf_counter() - started:.1f}s")
 
@@ -345,7 +347,13 @@ class Pretrainer:
         if o.bank_refresh_rows_per_step:
             rows = self.bank.rows_for_refresh(self.refresh_count, o.bank_refresh_rows_per_step)
             self.refresh_count += 1
-            return self._refresh(rows)
+            refreshed = self._refresh(rows)
+            if not self.bank.is_exact and self.refresh_count % math.ceil(
+                    len(self.bank) / o.bank_refresh_rows_per_step) == 0:
+                # A cycle has re-encoded every row: retrain the approximate index (IVF centroids, PQ codebooks) on
+                # the current embeddings; every process does it on the same vectors.
+                self.bank.rebuild()
+            return refreshed
         return 0
 
     # -- one step -------------------------------------------------------------------------------------------------
@@ -376,7 +384,7 @@ class Pretrainer:
 
         def loss_fn(text, video):
             dim = text.shape[-1]
-            losses = clip_level_loss(text, video[:, :dim], self.unwrapped.model.logit_scale)
+            losses = clip_level_loss(text, video[:, :dim], self.unwrapped.model.logit_scale, **self._loss_forms())
             if simsiam:
                 p1, z1, p2, z2 = video[:, dim:].split(dim, dim=-1)
                 losses["simsiam_loss"] = simsiam_loss(p1, z1, p2, z2)
@@ -456,16 +464,18 @@ class Pretrainer:
         o = self.config.objectives
         logit_scale = self.unwrapped.model.logit_scale
         if not self.use_bank:
-            return self._narrated_embed_fn, make_video_level_loss_fn(logit_scale), micro_batches, {}
+            return (self._narrated_embed_fn, make_video_level_loss_fn(logit_scale, **self._loss_forms()), micro_batches,
+                    {})
         retrieved = self._retrieve_for_step(step, batch)
         extra = self._retrieval_quality(batch, retrieved)
         if o.retrieval_form == "detached":
-            loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved)
+            loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved,
+                                               **self._loss_forms())
             return self._narrated_embed_fn, loss_fn, micro_batches, extra
         silent = self._silent_micro_batch(step, retrieved)
         extra["silent_videos_encoded"] = torch.tensor(float(len(silent["silent_rows"])))
         loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved,
-                                           silent_rows=silent["silent_rows"])
+                                           silent_rows=silent["silent_rows"], **self._loss_forms())
         dim = self.unwrapped.model.config.projection_dim
 
         def embed_fn(micro):
@@ -479,6 +489,11 @@ class Pretrainer:
             return video.new_zeros(0, video.shape[-1]), video
 
         return embed_fn, loss_fn, [silent, *micro_batches], extra
+
+    def _loss_forms(self) -> dict:
+        """The contrastive terms' form: `--local_loss`, and equal batches on every process (the level streams drop
+        the short last batch), so no loss exchanges batch sizes."""
+        return {"local_loss": self.config.objectives.local_loss, "equal_batches": True}
 
     def _narrated_embed_fn(self, micro):
         out = self.module(input_ids=micro["input_ids"], attention_mask=micro.get("attention_mask"),
@@ -642,6 +657,12 @@ class Pretrainer:
                 self._build_bank()
             else:
                 bank = SilentVideoBank.load(bank_dir)
+                wanted = self.config.objectives.bank_index_kwargs()
+                if bank.string_factory != wanted["string_factory"]:
+                    raise ValueError(f"--resume: the memory bank of {path} has the index "
+                                     f"{bank.string_factory or 'Flat'!r}, this run asks for --bank_index "
+                                     f"{self.config.objectives.bank_index!r}; resume with the same --bank_index")
+                bank.nprobe = wanted["nprobe"]
                 dim = self.unwrapped.model.config.projection_dim
                 if bank.embeddings.shape[1] != dim:
                     raise ValueError(f"--resume: the memory bank of {path} holds {bank.embeddings.shape[1]}-d "

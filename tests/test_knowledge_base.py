@@ -495,3 +495,175 @@ def test_load_names_the_bank_on_missing_files_and_raw_faiss_errors(tmp_path, cap
 
     (folder / "bank_config.json").write_text("{\"format_version\": 1, ")
     assert "bank_config.json is not valid JSON" in _load_error(folder)
+
+
+# -- approximate indexes: training sample, refresh per index kind, search breadth -------------------------------------
+
+
+def _two_sided(n, d, rng):
+    """Rows 0 .. n/2 - 1 near +e0, the rest near -e0: the leading rows are not a sample of the bank."""
+    X = 0.1 * rng.standard_normal((n, d)).astype(np.float32)
+    X[: n // 2, 0] += 1.0
+    X[n // 2 :, 0] -= 1.0
+    return X
+
+
+def _centroids(bank):
+    quantizer = faiss.extract_index_ivf(bank.faiss_index).quantizer
+    return quantizer.reconstruct_n(0, quantizer.ntotal)
+
+
+def test_training_sample_is_seeded_distinct_and_spread():
+    rows = knowledge_base.training_sample(10_000, 500)
+    assert len(rows) == 500 == len(set(rows.tolist())) and (np.diff(rows) > 0).all()
+    assert np.array_equal(rows, knowledge_base.training_sample(10_000, 500))  # the same on every process
+    assert rows.min() < 1000 and rows.max() > 9000  # drawn from the whole bank, not its leading rows
+    assert np.array_equal(knowledge_base.training_sample(7, 50), np.arange(7))
+
+
+def test_ivf_trains_on_a_sample_of_the_whole_bank():
+    # 2 lists trained on 200 rows: the leading 200 rows all lie near +e0, so centroids learned from them would both
+    # sit on that side; a sample of the whole bank puts one on each side.
+    X = _two_sided(2000, 8, np.random.default_rng(0))
+    bank = SilentVideoBank.from_embeddings(X, _ids(2000), string_factory="IVF2,Flat", train_size=200, nprobe=1)
+    centroids = _centroids(bank)
+    assert (centroids[:, 0] > 0.5).sum() == 1 and (centroids[:, 0] < -0.5).sum() == 1
+    # so that one probed list holds each side's neighbours: the approximate search finds the exact top-k
+    Q = X[[5, 1500]]
+    np.testing.assert_array_equal(bank.search(Q, k=10).indices.numpy(),
+                                  SilentVideoBank.from_embeddings(X, _ids(2000)).search(Q, k=10).indices.numpy())
+
+
+def test_updating_every_row_retrains_and_some_rows_keep_the_centroids():
+    rng = np.random.default_rng(1)
+    one_sided = np.abs(_two_sided(2000, 8, rng))  # everything near +e0
+    bank = SilentVideoBank.from_embeddings(one_sided, _ids(2000), string_factory="IVF2,Flat", train_size=400)
+    assert (_centroids(bank)[:, 0] > 0).all()
+    X = _two_sided(2000, 8, rng)
+    bank.update(np.arange(100), X[:100])  # a partial refresh patches the lists, the centroids stay
+    assert (_centroids(bank)[:, 0] > 0).all()
+    bank.update(np.arange(2000), X)  # the initial encoding / a full refresh: retrained on the new vectors
+    centroids = _centroids(bank)
+    assert (centroids[:, 0] > 0.5).sum() == 1 and (centroids[:, 0] < -0.5).sum() == 1
+    np.testing.assert_allclose(bank.embeddings.numpy(), _unit(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("string_factory", ["SQ8", "PQ8"])
+def test_flat_code_indexes_update_their_codes_in_place(data, string_factory):
+    X, _ = data
+    bank = SilentVideoBank.from_embeddings(X, _ids(N), string_factory=string_factory)
+    index_before = bank.faiss_index
+    codes_before = knowledge_base._flat_codes(bank.faiss_index).copy()
+    rows = np.array([10, 1999, 700])
+    new = np.random.default_rng(6).standard_normal((3, D)).astype(np.float32)
+    bank.update(rows, new)
+    assert bank.faiss_index is index_before and bank.faiss_index.ntotal == N  # patched, not rebuilt or renumbered
+    codes = knowledge_base._flat_codes(bank.faiss_index)
+    changed = np.flatnonzero((codes != codes_before).any(axis=1))
+    assert set(changed.tolist()) <= set(rows.tolist()) and len(changed) >= 2
+    np.testing.assert_array_equal(codes[rows], bank.faiss_index.sa_encode(_unit(new)))
+    assert bank.search(new, k=1).indices[:, 0].tolist() == rows.tolist()
+
+
+@pytest.mark.parametrize("string_factory, attribute, default", [
+    ("IVF32,Flat", "nprobe", 2), ("HNSW8,Flat", "efSearch", knowledge_base.DEFAULT_EF_SEARCH)])
+def test_search_breadth_is_settable_saved_and_loaded(tmp_path, data, string_factory, attribute, default):
+    X, Q = data
+    bank = SilentVideoBank.from_embeddings(X[:1000], _ids(1000), string_factory=string_factory)
+
+    def breadth(b):
+        index = b.faiss_index
+        owner = faiss.extract_index_ivf(index) if attribute == "nprobe" else faiss.downcast_index(index).hnsw
+        return getattr(owner, attribute)
+
+    assert bank.nprobe is None and breadth(bank) == default
+    bank.nprobe = 32
+    assert breadth(bank) == 32
+    bank.save(tmp_path / "bank")
+    loaded = SilentVideoBank.load(tmp_path / "bank")
+    assert loaded.nprobe == 32 and breadth(loaded) == 32
+    for a, b in zip(bank.search(Q, k=K), loaded.search(Q, k=K)):
+        assert torch.equal(a, b)
+    bank.rebuild()  # kept across a rebuild
+    assert breadth(bank) == 32
+    with pytest.raises(ValueError, match="`nprobe` must be an integer >= 1"):
+        bank.nprobe = 0
+
+
+@pytest.mark.parametrize("string_factory", ["IVF16,SQ8", "HNSW8,Flat", "SQ8"])
+def test_approximate_banks_round_trip(tmp_path, data, string_factory):
+    X, Q = data
+    bank = SilentVideoBank.from_embeddings(X[:1000], _ids(1000), string_factory=string_factory)
+    bank.update([3, 4], X[1000:1002])
+    bank.save(tmp_path / "bank")
+    loaded = SilentVideoBank.load(tmp_path / "bank")
+    assert loaded.string_factory == string_factory and not loaded.is_exact
+    assert torch.equal(loaded.embeddings, bank.embeddings)
+    for a, b in zip(bank.search(Q, k=K), loaded.search(Q, k=K)):
+        assert torch.equal(a, b)
+    loaded.update([5], X[1002:1003])  # a loaded bank refreshes like a built one
+    assert loaded.search(X[1002:1003], k=1).indices.item() == 5
+
+
+# -- the trainer's option ------------------------------------------------------------------------------------------
+
+
+def test_trainer_option_validation():
+    from ophclip_train.config import parse_config
+
+    base = ["--data_path", "x", "--model_config", "tiny"]
+    config = parse_config(base + ["--bank_index", "IVF1024,Flat", "--bank_index_nprobe", "8"])
+    assert config.objectives.bank_index_kwargs() == {"string_factory": "IVF1024,Flat", "nprobe": 8}
+    assert parse_config(base).objectives.bank_index_kwargs() == {"string_factory": None, "nprobe": None}
+    for extra, match in ((["--bank_index", " "], "--bank_index must be 'Flat' or a faiss"),
+                         (["--bank_index_nprobe", "-1"], "--bank_index_nprobe must be >= 0"),
+                         (["--bank_index_nprobe", "8"], "the exact 'Flat' index has none")):
+        with pytest.raises(ValueError, match=match):
+            parse_config(base + extra)
+
+
+def test_trainer_builds_saves_and_resumes_an_approximate_bank(tmp_path_factory, tmp_path):
+    from test_train_accelerate import base_args, train_in_process, without
+
+    from datasets_ophvl import generate_ophvl_mini
+    from ophclip_testing import OphCLIPModelTester, tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("bank_train")
+    generate_ophvl_mini(root / "ophvl", size="tiny", progress=False)
+    OphCLIPModelTester().get_config().to_json_file(root / "tiny_config.json")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    out = tmp_path / "run"
+    args = base_args(root, out, "--max_steps", "2", "--save_steps", "2", "--bank_index", "IVF2,Flat",
+                     "--bank_index_nprobe", "2")
+    train_in_process(args)
+    bank = SilentVideoBank.load(out / "checkpoints" / "step-2" / "bank")
+    assert bank.string_factory == "IVF2,Flat" and bank.nprobe == 2 and not bank.is_exact
+    assert faiss.extract_index_ivf(bank.faiss_index).nprobe == 2
+    # every row was encoded by the model (no placeholder left) and searching a row finds it
+    assert bank.search(bank.embeddings[:3], k=1).indices[:, 0].tolist() == [0, 1, 2]
+
+    resume = [*without(args, "--max_steps"), "--max_steps", "3", "--resume", "latest"]
+    with pytest.raises(ValueError, match=r"--resume: the memory bank of .*step-2 has the index 'IVF2,Flat', this run "
+                                         r"asks for --bank_index 'Flat'"):
+        train_in_process(without(resume, "--bank_index", "--bank_index_nprobe"))
+    train_in_process(resume)
+    assert (out / "final").is_dir()
+
+
+def test_scale_sweep_runs_and_measures_recall(tmp_path):
+    """The benchmark's sweep at a tiny size: probing every list makes IVF exact (recall 1), probing one is not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_knowledge_base.py"), "--sweep", "--sizes", "3000,900000",
+         "--max-rows", "3000", "--dim", "32", "--queries", "16", "--indexes", "IVF16,Flat", "--nprobes", "16,1",
+         "--sweep-repeats", "1", "--faiss-threads", "1"],
+        cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 3,000 | IVF16")]
+    assert len(rows) == 2 and "900,000" not in result.stdout  # --max-rows drops the larger size
+    recall = {row[1].strip(): float(row[6]) for row in rows}
+    assert recall["IVF16,Flat, nprobe 16"] == 1.0 and recall["IVF16,Flat, nprobe 1"] < 1.0

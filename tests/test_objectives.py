@@ -22,7 +22,7 @@ from ophclip_train.objectives import (
     CachedFeatureAccumulator,
     SimSiamHead,
     clip_level_loss,
-    contrastive_loss,
+    contrastive_loss_from_embeddings,
     encoded_retrieval_loss,
     gather_with_grad,
     make_video_level_loss_fn,
@@ -90,13 +90,13 @@ def test_contrastive_loss_equals_model_loss():
     model = OphCLIPModel(tester.get_config()).eval()
     with torch.no_grad():
         out = model(**tester.prepare_inputs(), return_loss=True)
-    value = contrastive_loss(out.text_embeds, out.video_embeds, model.logit_scale)
+    value = contrastive_loss_from_embeddings(out.text_embeds, out.video_embeds, model.logit_scale)
     torch.testing.assert_close(value, out.loss)
 
     # And the same gradients as the model's own loss on the same embeddings.
     text, video = unit(5, 16, seed=1).requires_grad_(), unit(5, 16, seed=2).requires_grad_()
     scale = torch.tensor(math.log(10.0), requires_grad=True)
-    contrastive_loss(text, video, scale).backward()
+    contrastive_loss_from_embeddings(text, video, scale).backward()
     grads = (text.grad, video.grad, scale.grad)
     text2, video2 = text.detach().clone().requires_grad_(), video.detach().clone().requires_grad_()
     scale2 = scale.detach().clone().requires_grad_()
@@ -108,14 +108,14 @@ def test_contrastive_loss_equals_model_loss():
 def test_contrastive_loss_runs_in_float32_under_autocast():
     text, video = unit(4, 8, seed=3), unit(4, 8, seed=4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        value = contrastive_loss(text.bfloat16(), video.bfloat16(), 2.3)
+        value = contrastive_loss_from_embeddings(text.bfloat16(), video.bfloat16(), 2.3)
     assert value.dtype == torch.float32
-    torch.testing.assert_close(value, contrastive_loss(text.bfloat16().float(), video.bfloat16().float(), 2.3))
+    torch.testing.assert_close(value, contrastive_loss_from_embeddings(text.bfloat16().float(), video.bfloat16().float(), 2.3))
 
 
 def test_contrastive_loss_rejects_mismatched_batches():
     with pytest.raises(ValueError, match="same shape"):
-        contrastive_loss(unit(3, 8), unit(4, 8), 1.0)
+        contrastive_loss_from_embeddings(unit(3, 8), unit(4, 8), 1.0)
 
 
 # -- retrieval augmentation ------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_video_and_clip_level_loss_dicts():
     assert text.grad is not None and video.grad is not None
     out = clip_level_loss(text, video, 2.0)
     assert set(out) == {"clip_contrastive_loss", "loss"}
-    torch.testing.assert_close(out["loss"], contrastive_loss(text, video, 2.0))
+    torch.testing.assert_close(out["loss"], contrastive_loss_from_embeddings(text, video, 2.0))
     with pytest.raises(ValueError, match="logit_scale"):
         video_level_loss(text, video, s)
 
@@ -584,7 +584,7 @@ WORKER = textwrap.dedent(
     dist.init_process_group("gloo")
     from accelerate import Accelerator
     from datasets_ophvl.knowledge_base import SilentVideoBank
-    from ophclip_train.objectives import (contrastive_loss, encoded_retrieval_loss, refresh_bank,
+    from ophclip_train.objectives import (contrastive_loss_from_embeddings, encoded_retrieval_loss, refresh_bank,
                                           retrieval_augmentation_loss)
 
     accelerator = Accelerator(cpu=True)
@@ -623,7 +623,7 @@ WORKER = textwrap.dedent(
                 loss = encoded_retrieval_loss(text, video, data["encoded_rows"][silent_part],
                                               data["indices"][part].masked_fill(~data["mask"][part], -1), scale)
             elif term == "contrastive":
-                loss = contrastive_loss(text, video, scale)
+                loss = contrastive_loss_from_embeddings(text, video, scale)
             else:
                 loss = retrieval_augmentation_loss(
                     video, data["silent"][part], scale, retrieved_mask=data["mask"][part],
@@ -752,7 +752,7 @@ def test_two_processes_global_losses_and_bank_refresh(tmp_path):
             loss = encoded_retrieval_loss(text, video, data["encoded_rows"], data["indices"].masked_fill(~data["mask"], -1),
                                           scale)
         elif term == "contrastive":
-            loss = contrastive_loss(text, video, scale)
+            loss = contrastive_loss_from_embeddings(text, video, scale)
         else:
             loss = retrieval_augmentation_loss(
                 video, data["silent"], scale, retrieved_mask=data["mask"],
@@ -832,3 +832,151 @@ def test_two_processes_global_losses_and_bank_refresh(tmp_path):
     np.testing.assert_array_equal(banks[0], reference.embeddings.numpy())
     assert not np.allclose(banks[0][7], F.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(1)),
                                                     dim=-1)[7].numpy())  # the rows really changed
+
+
+LOCAL_LOSS_WORKER = textwrap.dedent(
+    '''
+    import json, math, os, sys
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch import nn
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    import ophclip_train.objectives.distributed as distributed
+    from ophclip_train.objectives import clip_level_loss, contrastive_loss_from_embeddings
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    out_dir = sys.argv[1]
+    exchanges = []
+    exchange = distributed._gather_sizes
+
+    def counted(*args, **kwargs):
+        exchanges.append(1)
+        return exchange(*args, **kwargs)
+
+    distributed._gather_sizes = counted  # counts the per-call batch-size collectives
+
+    g = torch.Generator().manual_seed(0)
+    text_all = F.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    video_all = F.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    results = {}
+    cases = {"even": ([3, 3], True), "even_exchanged": ([3, 3], False), "short_last": ([4, 2], False)}
+    for name, (sizes, equal) in cases.items():
+        part = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+        for local in (True, False):
+            text = text_all[part].clone().requires_grad_()
+            video = video_all[part].clone().requires_grad_()
+            scale = torch.tensor(math.log(10.0), requires_grad=True)
+            before = len(exchanges)
+            loss = contrastive_loss_from_embeddings(text, video, scale, local_loss=local, equal_batches=equal)
+            loss.backward()
+            results[f"{name}/{'local' if local else 'global'}"] = {
+                "loss": loss.item(), "text_grad": text.grad.tolist(), "video_grad": video.grad.tolist(),
+                "scale_grad": scale.grad.item(), "exchanges": len(exchanges) - before}
+
+    # DDP with the local loss selected the way the trainer does (clip_level_loss, equal batches): the averaged
+    # parameter gradients must be the single-process gradients of the global batch.
+    from torch.nn.parallel import DistributedDataParallel
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.text, self.video = nn.Linear(5, 8), nn.Linear(6, 8)
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+        def forward(self, x_text, x_video):
+            return F.normalize(self.text(x_text), dim=-1), F.normalize(self.video(x_video), dim=-1)
+
+    torch.manual_seed(0)
+    ddp = DistributedDataParallel(Tiny())
+    g = torch.Generator().manual_seed(5)
+    x_text, x_video = torch.randn(8, 5, generator=g), torch.randn(8, 6, generator=g)
+    local = slice(4 * rank, 4 * rank + 4)
+    losses = clip_level_loss(*ddp(x_text[local], x_video[local]), ddp.module.logit_scale, local_loss=True,
+                             equal_batches=True)
+    losses["loss"].backward()
+    results["ddp_grads"] = {n: p.grad.tolist() for n, p in ddp.module.named_parameters()}
+    results["ddp_loss"] = losses["loss"].item()
+    with open(os.path.join(out_dir, f"local_{rank}.json"), "w") as f:
+        json.dump(results, f)
+    dist.barrier()
+    dist.destroy_process_group()
+    '''
+)
+
+
+def test_two_processes_local_loss_has_the_global_gradients(tmp_path):
+    script = tmp_path / "local_worker.py"
+    script.write_text(LOCAL_LOSS_WORKER)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         str(tmp_path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,  # a hang guard, not a speed check
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"local_{r}.json").read_text()) for r in range(2)]
+    world = 2
+
+    g = torch.Generator().manual_seed(0)
+    text = F.normalize(torch.randn(6, 8, generator=g), dim=-1).requires_grad_()
+    video = F.normalize(torch.randn(6, 8, generator=g), dim=-1).requires_grad_()
+    scale = torch.tensor(math.log(10.0), requires_grad=True)
+    reference = contrastive_loss_from_embeddings(text, video, scale)
+    reference.backward()
+
+    for case in ("even", "even_exchanged", "short_last"):
+        local = [r[f"{case}/local"] for r in ranks]
+        full = [r[f"{case}/global"] for r in ranks]
+        # each rank returns its share: the shares average to the global loss (a rank alone does not equal it)
+        assert sum(x["loss"] for x in local) / world == pytest.approx(reference.item(), rel=1e-6)
+        assert local[0]["loss"] != pytest.approx(reference.item(), rel=1e-3)
+        # identical gradients to the global form: every local row gets world_size * dL/dx, logit_scale's mean is dL/ds
+        for key, expected in (("video_grad", video.grad), ("text_grad", text.grad)):
+            got_local = torch.cat([torch.tensor(x[key]) for x in local])
+            got_global = torch.cat([torch.tensor(x[key]) for x in full])
+            torch.testing.assert_close(got_local, world * expected, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(got_local, got_global, atol=1e-6, rtol=1e-5)
+        assert sum(x["scale_grad"] for x in local) / world == pytest.approx(scale.grad.item(), rel=1e-5, abs=1e-7)
+        # no batch-size collective when the sizes are declared equal; one per call otherwise
+        expected_exchanges = 0 if case == "even" else 1
+        assert [x["exchanges"] for x in local + full] == [expected_exchanges] * 4, case
+
+    # DDP: the averaged gradients of the local loss are the single-process gradients of the global batch
+    torch.manual_seed(0)
+    single_text, single_video = torch.nn.Linear(5, 8), torch.nn.Linear(6, 8)
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+    g = torch.Generator().manual_seed(5)
+    x_text, x_video = torch.randn(8, 5, generator=g), torch.randn(8, 6, generator=g)
+    loss = contrastive_loss_from_embeddings(F.normalize(single_text(x_text), dim=-1),
+                                            F.normalize(single_video(x_video), dim=-1), logit_scale)
+    loss.backward()
+    expected = {"logit_scale": logit_scale.grad, "text.weight": single_text.weight.grad,
+                "text.bias": single_text.bias.grad, "video.weight": single_video.weight.grad,
+                "video.bias": single_video.bias.grad}
+    assert sum(r["ddp_loss"] for r in ranks) / world == pytest.approx(loss.item(), rel=1e-6)
+    for r in range(world):
+        for name, grad in expected.items():
+            torch.testing.assert_close(torch.tensor(ranks[r]["ddp_grads"][name]), grad, atol=1e-6, rtol=1e-5,
+                                       msg=f"rank {r} {name}")
+
+
+def test_local_loss_on_one_process_is_the_global_loss():
+    text, video = unit(5, 8), unit(5, 8)
+    torch.testing.assert_close(contrastive_loss_from_embeddings(text, video, 2.0, local_loss=True, equal_batches=True),
+                               contrastive_loss_from_embeddings(text, video, 2.0))
+
+
+def test_trainer_option_selects_the_local_loss():
+    from types import SimpleNamespace
+
+    from ophclip_train.config import parse_config
+    from ophclip_train.trainer import Pretrainer
+
+    base = ["--data_path", "x", "--model_config", "tiny"]
+    for extra, local in (([], False), (["--local_loss"], True)):
+        config = parse_config(base + extra)
+        # every contrastive term of a step gets the option, and no per-call size exchange (drop_last batches)
+        assert Pretrainer._loss_forms(SimpleNamespace(config=config)) == {"local_loss": local, "equal_batches": True}

@@ -19,9 +19,15 @@ and `W` the world size:
   `1/W Σ_r W (∂x_r/∂θ)ᵀ ∂L/∂x_r = Σ_r (∂x_r/∂θ)ᵀ ∂L/∂x_r = ∂L/∂θ`, the gradient of the full-batch loss;
 - tensors the loss reads directly (a learnable `logit_scale`) get `∂L/∂s` on every rank, and the average keeps it.
 
+**Local loss.** With `local_loss=True` ([`contrastive_loss_from_embeddings`], open_clip's `local_loss`) each rank
+computes only its local rows against the gathered columns — `(n_r, N)` logits instead of `(N, N)`, so the work per
+rank stays flat as the world grows — and returns its share of the global loss, scaled so that the same argument
+gives exactly `∂L/∂θ` (the mean of the shares over ranks is `L`). The trainer's `--local_loss` selects it.
+
 Every process must therefore call these functions the same number of times, with the same optional inputs (e.g.
 `retrieved_embeds` present on all ranks or on none): they run collectives. Local batch sizes may differ between ranks
-(a short last batch); the gather then pads and strips, at the cost of one extra tiny collective per call.
+(a short last batch); the gather then pads and strips, at the cost of one extra tiny collective per call. Where the
+sizes are known to be equal (the trainer's loaders drop the last short batch), `equal_batches=True` skips it.
 
 The loss arithmetic runs in float32 with autocast disabled (the logits of a large global batch are too coarse in
 bfloat16); gradients flow back to the embeddings in their own dtype.
@@ -52,7 +58,7 @@ from .distributed import gather_with_grad
 from .losses import (
     SimSiamHead,
     clip_level_loss,
-    contrastive_loss,
+    contrastive_loss_from_embeddings,
     encoded_retrieval_loss,
     retrieval_augmentation_loss,
     simsiam_loss,
@@ -70,7 +76,7 @@ from .retrieval import (
 
 __all__ = [
     "gather_with_grad",
-    "contrastive_loss",
+    "contrastive_loss_from_embeddings",
     "encoded_retrieval_loss",
     "retrieval_augmentation_loss",
     "video_level_loss",

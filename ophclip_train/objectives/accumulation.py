@@ -68,7 +68,7 @@ class CachedFeatureAccumulator:
     - **BatchNorm** (ResNet towers) uses micro-batch statistics in training, so ResNet gradients are those of
       `k` micro-batches, not of one batch; and its running statistics are updated twice per micro-batch (pass 1 and
       pass 2). LayerNorm towers (BERT, CLIP ViT) are exact.
-    - **Distributed**: `loss_fn` may gather across processes ([`contrastive_loss`] does): all ranks must pass the
+    - **Distributed**: `loss_fn` may gather across processes ([`contrastive_loss_from_embeddings`] does): all ranks must pass the
       same number of micro-batches. Pass `no_sync=lambda: accelerator.no_sync(model)` so DDP all-reduces only in the
       last backward, and make `embed_fn` call the *wrapped* model's forward (DDP prepares its reducer in forward),
       e.g. `out = model(**batch); return out.text_embeds, out.video_embeds`.

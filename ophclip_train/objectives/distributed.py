@@ -41,29 +41,38 @@ def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat([chunk[:n] for chunk, n in zip(gathered.split(longest), sizes)])
 
 
-def _gather_many(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Gather several tensors that share their leading (batch) dimension; one size exchange for all of them."""
+def _local_sizes(n: int, device: torch.device, world_size: int, equal_sizes: bool) -> list[int]:
+    """Every process's batch size: exchanged, or, when the caller knows them equal (a loader with drop_last),
+    assumed without a collective."""
+    return [n] * world_size if equal_sizes else _gather_sizes(n, device, world_size)
+
+
+def _gather_many(*tensors: torch.Tensor, equal_sizes: bool = False) -> tuple[torch.Tensor, ...]:
+    """Gather several tensors that share their leading (batch) dimension; one size exchange for all of them (none
+    with `equal_sizes`)."""
     world_size = _world_size()
     if world_size == 1:
         return tensors
-    sizes = _gather_sizes(tensors[0].shape[0], tensors[0].device, world_size)
+    sizes = _local_sizes(tensors[0].shape[0], tensors[0].device, world_size, equal_sizes)
     return tuple(_gather_rows(t, sizes) for t in tensors)
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+def gather_with_grad(x: torch.Tensor, equal_sizes: bool = False) -> torch.Tensor:
     r"""
     Concatenate `x` over all processes along dim 0, keeping autograd.
 
     The identity when `torch.distributed` is not initialised or has one process. Otherwise every process gets the
     same `(Σ_r n_r, ...)` tensor, in rank order. The backward *sums* the gradients that all processes computed for
     this process's slice (see the module documentation for why that, with DDP's average, gives the full-batch
-    gradient). Local sizes may differ between processes (padded and stripped inside). Tensors that do not require
-    grad are simply gathered.
+    gradient). Local sizes may differ between processes (padded and stripped inside, after one tiny all-gather of the
+    sizes); pass `equal_sizes=True` when every process is known to hold the same number of rows (a data loader with
+    `drop_last=True`) to skip that exchange: with unequal sizes the collective then fails or hangs. Tensors that do
+    not require grad are simply gathered.
 
     Uses `torch.distributed._functional_collectives.all_gather_single_autograd` on the default (WORLD) group;
     works with gloo (CPU) and NCCL (tensors on the process's GPU).
     """
-    return _gather_many(x)[0]
+    return _gather_many(x, equal_sizes=equal_sizes)[0]
 
 
 __all__ = ["gather_with_grad"]

@@ -10,10 +10,11 @@ import math
 from typing import ContextManager
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import _gather_many
+from .distributed import _gather_many, _gather_rows, _local_sizes, _world_size
 
 
 def _fp32(device: torch.device) -> ContextManager:
@@ -47,28 +48,62 @@ def _check_pair(text_embeds: torch.Tensor, video_embeds: torch.Tensor):
 
 
 
-def contrastive_loss(text_embeds: torch.Tensor, video_embeds: torch.Tensor, logit_scale) -> torch.Tensor:
+def contrastive_loss_from_embeddings(
+    text_embeds: torch.Tensor,
+    video_embeds: torch.Tensor,
+    logit_scale,
+    local_loss: bool = False,
+    equal_batches: bool = False,
+) -> torch.Tensor:
     r"""
-    Symmetric InfoNCE over the global batch: text `i` pairs with video `i`, every other item is a negative.
+    Symmetric InfoNCE over the global batch, from the embeddings: text `i` pairs with video `i`, every other item of
+    the global batch is a negative. (The model's `ophclip_loss` takes the logits instead.)
 
-    Both (L2-normalised) embeddings are gathered from all processes with [`gather_with_grad`], and every process
-    computes the full `(N, N)` global logits `e^{logit_scale} · T Vᵀ`, so the value equals the single-process loss
-    on the same global batch (and the model's own `ophclip_loss`). Under DDP the gradients are right: each rank
-    computes the same loss, the gather's backward sums the per-rank gradients of each slice (rank `r`'s embeddings
-    get `world_size · ∂L/∂x_r`), and DDP's average turns the parameter gradients into `∂L/∂θ` of the full batch.
+    Both (L2-normalised) embeddings are gathered from all processes with [`gather_with_grad`].
+
+    - Global form (default): every process computes the full `(N, N)` global logits `e^{logit_scale} · T Vᵀ`, so
+      the value equals the single-process loss on the same global batch (and the model's own `ophclip_loss`). Each
+      rank computes the same loss, the gather's backward sums the per-rank gradients of each slice (rank `r`'s
+      embeddings get `world_size · ∂L/∂x_r`), and DDP's average turns the parameter gradients into `∂L/∂θ`.
+    - Local form (`local_loss=True`, open_clip's `local_loss`): each process computes only its `n_r` local rows
+      against the `N` gathered columns, `(n_r, N)` logits in each direction, i.e. `1/W` of the global work. It
+      returns its rows' share `W/N · Σ_{i∈r} (CE_text_i + CE_video_i)/2`, so the mean over processes is the global
+      loss `L`; the gather's backward sums every rank's share into each slice and DDP's average gives again exactly
+      `∂L/∂θ` — the same gradients as the global form (also with unequal local batches). The value on one process
+      is its share, not `L`: average it over processes to log it.
 
     Args:
         text_embeds (`torch.Tensor` of shape `(batch_size, dim)`): Normalised local text embeddings.
         video_embeds (`torch.Tensor` of shape `(batch_size, dim)`): Normalised local video embeddings.
         logit_scale (`torch.Tensor` scalar or `float`): The *log* of the scale (the model's `logit_scale`, a buffer
             or a learnable parameter); `logit_scale.exp()` multiplies the cosine similarities.
+        local_loss (`bool`, defaults to `False`): The local form above.
+        equal_batches (`bool`, defaults to `False`): Every process's batch has the same size (a loader with
+            `drop_last=True`, as the trainer's): skips the per-call exchange of batch sizes. Leave it `False` where a
+            short last batch can occur; with unequal sizes and `True` the gather fails or hangs.
 
     Returns:
-        Scalar float32 tensor, `(CE(logits_per_text) + CE(logits_per_video)) / 2`.
+        Scalar float32 tensor, `(CE(logits_per_text) + CE(logits_per_video)) / 2` (the local share with
+        `local_loss`).
     """
     _check_pair(text_embeds, video_embeds)
-    text_all, video_all = _gather_many(text_embeds, video_embeds)
     device = text_embeds.device
+    world_size = _world_size()
+    if local_loss and world_size > 1:
+        n = text_embeds.shape[0]
+        sizes = _local_sizes(n, device, world_size, equal_batches)
+        text_all = _gather_rows(text_embeds, sizes)
+        video_all = _gather_rows(video_embeds, sizes)
+        offset = sum(sizes[: dist.get_rank()])
+        with _fp32(device):
+            scale = _scale(logit_scale, device)
+            labels = torch.arange(offset, offset + n, device=device)
+            logits_per_text = text_embeds.float() @ video_all.float().t() * scale  # (n_r, N)
+            logits_per_video = video_embeds.float() @ text_all.float().t() * scale
+            local_sum = (F.cross_entropy(logits_per_text, labels, reduction="sum")
+                         + F.cross_entropy(logits_per_video, labels, reduction="sum")) / 2.0
+            return local_sum * (world_size / sum(sizes))
+    text_all, video_all = _gather_many(text_embeds, video_embeds, equal_sizes=equal_batches)
     with _fp32(device):
         logits_per_text = text_all.float() @ video_all.float().t() * _scale(logit_scale, device)
         labels = torch.arange(logits_per_text.shape[0], device=device)
@@ -131,6 +166,7 @@ def retrieval_augmentation_loss(
     logit_scale,
     retrieved_mask: torch.Tensor | None = None,
     retrieved_indices: torch.Tensor | None = None,
+    equal_batches: bool = False,
 ) -> torch.Tensor:
     r"""
     OphCLIP's silent-video retrieval augmentation in the *detached* form: the retrieved silent videos enter as bank
@@ -149,7 +185,7 @@ def retrieval_augmentation_loss(
 
     Details:
 
-    - `v` and `s` (and the mask / indices) are gathered across processes like [`contrastive_loss`], so `B` is the
+    - `v` and `s` (and the mask / indices) are gathered across processes like [`contrastive_loss_from_embeddings`], so `B` is the
       global batch and every process computes the same value.
     - Masked entries (`retrieved_mask` False, or index `-1` from an approximate index) are excluded from both sums.
       Rows left with no valid positive are excluded from the mean (`B` counts the remaining rows); with none left
@@ -164,10 +200,11 @@ def retrieval_augmentation_loss(
         video_embeds (`torch.Tensor` of shape `(batch_size, dim)`): Normalised local video embeddings `v`.
         retrieved_embeds (`torch.Tensor` of shape `(batch_size, K, dim)`): Bank vectors `s` retrieved for each
             local title (detached).
-        logit_scale (`torch.Tensor` scalar or `float`): The log scale, as in [`contrastive_loss`].
+        logit_scale (`torch.Tensor` scalar or `float`): The log scale, as in [`contrastive_loss_from_embeddings`].
         retrieved_mask (`torch.BoolTensor` of shape `(batch_size, K)`, *optional*): False for invalid entries.
         retrieved_indices (`torch.LongTensor` of shape `(batch_size, K)`, *optional*): Bank row numbers (`-1`
             invalid), enabling the de-duplication above.
+        equal_batches (`bool`, defaults to `False`): Every process's batch has the same size: no size exchange.
 
     Returns:
         Scalar float32 tensor.
@@ -196,7 +233,7 @@ def retrieval_augmentation_loss(
     to_gather = [video_embeds, retrieved_embeds.detach().to(device), valid.to(torch.uint8)]
     if retrieved_indices is not None:
         to_gather.append(retrieved_indices)
-    gathered = _gather_many(*to_gather)
+    gathered = _gather_many(*to_gather, equal_sizes=equal_batches)
     video_all, retrieved_all, valid_all = gathered[0], gathered[1], gathered[2].bool()
     indices_all = gathered[3] if retrieved_indices is not None else None
     n = video_all.shape[0]
@@ -212,6 +249,7 @@ def encoded_retrieval_loss(
     silent_rows: torch.Tensor,
     retrieved_indices: torch.Tensor,
     logit_scale,
+    equal_batches: bool = False,
 ) -> torch.Tensor:
     r"""
     OphCLIP's silent-video retrieval augmentation in the form that trains on silent footage (our form; the paper
@@ -245,7 +283,9 @@ def encoded_retrieval_loss(
         silent_rows (`torch.LongTensor` of shape `(num_silent,)`): Their bank rows.
         retrieved_indices (`torch.LongTensor` of shape `(batch_size, K)`): The bank rows each local title retrieved
             (`-1` invalid).
-        logit_scale (`torch.Tensor` scalar or `float`): The log scale, as in [`contrastive_loss`].
+        logit_scale (`torch.Tensor` scalar or `float`): The log scale, as in [`contrastive_loss_from_embeddings`].
+        equal_batches (`bool`, defaults to `False`): Every process has the same number of titles: their gather
+            skips the size exchange (the silent videos' count varies and is always exchanged).
 
     Returns:
         Scalar float32 tensor (`0`, connected to the graph, when no encoded silent video was retrieved by a title).
@@ -264,7 +304,7 @@ def encoded_retrieval_loss(
     if retrieved_indices.dim() != 2 or retrieved_indices.shape[0] != title_embeds.shape[0]:
         raise ValueError(f"retrieved_indices must have shape ({title_embeds.shape[0]}, K), got "
                          f"{tuple(retrieved_indices.shape)}.")
-    titles, retrieved = _gather_many(title_embeds, retrieved_indices)
+    titles, retrieved = _gather_many(title_embeds, retrieved_indices, equal_sizes=equal_batches)
     silent, rows = _gather_many(silent_embeds, silent_rows)
     with _fp32(device):
         logits = titles.float() @ silent.float().t() * _scale(logit_scale, device)  # (N titles, M silent)
@@ -286,6 +326,8 @@ def video_level_loss(
     retrieved_indices: torch.Tensor | None = None,
     silent_embeds: torch.Tensor | None = None,
     silent_rows: torch.Tensor | None = None,
+    local_loss: bool = False,
+    equal_batches: bool = False,
 ) -> dict[str, torch.Tensor]:
     r"""
     The video-level objective: video ↔ title symmetric InfoNCE, plus `retrieval_weight` times the retrieval term
@@ -305,6 +347,8 @@ def video_level_loss(
         retrieval_weight (`float`, defaults to 0.5): `λ`.
         retrieved_mask, retrieved_indices: As in [`retrieval_augmentation_loss`] / [`encoded_retrieval_loss`].
         silent_embeds, silent_rows (*optional*): The encoded silent videos and their bank rows (encoded form).
+        local_loss, equal_batches (`bool`): As in [`contrastive_loss_from_embeddings`], for the video ↔ title term
+            (`equal_batches` also spares the titles' gather in the retrieval term its size exchange).
 
     Returns:
         `{"video_contrastive_loss", "retrieval_loss" (only with a retrieval term), "loss"}`.
@@ -313,17 +357,18 @@ def video_level_loss(
         raise ValueError("video_level_loss needs logit_scale= (the model's `logit_scale`).")
     if silent_embeds is not None and retrieved_embeds is not None:
         raise ValueError("pass silent_embeds (encoded form) or retrieved_embeds (detached form), not both.")
-    out = {"video_contrastive_loss": contrastive_loss(text_embeds, video_embeds, logit_scale)}
+    out = {"video_contrastive_loss": contrastive_loss_from_embeddings(
+        text_embeds, video_embeds, logit_scale, local_loss=local_loss, equal_batches=equal_batches)}
     loss = out["video_contrastive_loss"]
     if silent_embeds is not None:
         if silent_rows is None or retrieved_indices is None:
             raise ValueError("the encoded retrieval form needs silent_rows and retrieved_indices with silent_embeds.")
         out["retrieval_loss"] = encoded_retrieval_loss(text_embeds, silent_embeds, silent_rows, retrieved_indices,
-                                                       logit_scale)
+                                                       logit_scale, equal_batches=equal_batches)
     elif retrieved_embeds is not None:
         out["retrieval_loss"] = retrieval_augmentation_loss(
             video_embeds, retrieved_embeds, logit_scale, retrieved_mask=retrieved_mask,
-            retrieved_indices=retrieved_indices,
+            retrieved_indices=retrieved_indices, equal_batches=equal_batches,
         )
     if "retrieval_loss" in out:
         loss = loss + retrieval_weight * out["retrieval_loss"]
@@ -331,14 +376,17 @@ def video_level_loss(
     return out
 
 
-def clip_level_loss(text_embeds: torch.Tensor, video_embeds: torch.Tensor, logit_scale) -> dict[str, torch.Tensor]:
+def clip_level_loss(text_embeds: torch.Tensor, video_embeds: torch.Tensor, logit_scale, local_loss: bool = False,
+                    equal_batches: bool = False) -> dict[str, torch.Tensor]:
     r"""
-    The clip-level objective: clip ↔ narration symmetric InfoNCE over the global batch.
+    The clip-level objective: clip ↔ narration symmetric InfoNCE over the global batch
+    ([`contrastive_loss_from_embeddings`], whose `local_loss` and `equal_batches` it passes on).
 
     Returns:
         `{"clip_contrastive_loss", "loss"}` (the same tensor; add the optional [`simsiam_loss`] yourself).
     """
-    value = contrastive_loss(text_embeds, video_embeds, logit_scale)
+    value = contrastive_loss_from_embeddings(text_embeds, video_embeds, logit_scale, local_loss=local_loss,
+                                             equal_batches=equal_batches)
     return {"clip_contrastive_loss": value, "loss": value}
 
 

@@ -132,7 +132,7 @@ def _hashable(value):
 
 def make_video_level_loss_fn(
     logit_scale, bank=None, k: int | None = None, retrieval_weight: float = 0.5, retrieved=None,
-    silent_rows=None,
+    silent_rows=None, local_loss: bool = False, equal_batches: bool = False,
 ) -> Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
     r"""
     A `loss_fn(text_embeds, video_embeds) -> dict` for one training step, e.g. for [`CachedFeatureAccumulator`].
@@ -145,6 +145,8 @@ def make_video_level_loss_fn(
       step. The `video_embeds` given to `loss_fn` then start with their `len(silent_rows)` embeddings (the
       accumulator's silent micro-batch, placed first), followed by the narrated videos that pair with `text_embeds`.
 
+    `local_loss` and `equal_batches` go to [`video_level_loss`] (see `contrastive_loss_from_embeddings`).
+
     Build a new function for every step. `logit_scale` is read at call time: pass the model's tensor
     (`unwrap_model(model).logit_scale`), not a float, when it is learnable.
     """
@@ -156,10 +158,11 @@ def make_video_level_loss_fn(
     if retrieved is not None:
         memo["retrieved"] = retrieved
     num_silent = 0 if silent_rows is None else len(silent_rows)
+    forms = {"local_loss": local_loss, "equal_batches": equal_batches}
 
     def loss_fn(text_embeds: torch.Tensor, video_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         if bank is None and not memo:
-            return video_level_loss(text_embeds, video_embeds, logit_scale=logit_scale)
+            return video_level_loss(text_embeds, video_embeds, logit_scale=logit_scale, **forms)
         if "retrieved" not in memo:
             memo["retrieved"] = retrieve(bank, text_embeds, k)
         vectors, mask, indices = memo["retrieved"]
@@ -168,11 +171,11 @@ def make_video_level_loss_fn(
             return video_level_loss(
                 text_embeds, video_embeds[num_silent:], logit_scale=logit_scale, retrieval_weight=retrieval_weight,
                 retrieved_indices=indices.masked_fill(~mask, -1), silent_embeds=video_embeds[:num_silent],
-                silent_rows=rows,
+                silent_rows=rows, **forms,
             )
         return video_level_loss(
             text_embeds, video_embeds, vectors, logit_scale=logit_scale, retrieval_weight=retrieval_weight,
-            retrieved_mask=mask, retrieved_indices=indices,
+            retrieved_mask=mask, retrieved_indices=indices, **forms,
         )
 
     return loss_fn
