@@ -15,28 +15,16 @@ from .lazy import lazy_exports
 
 
 _LAZY = {
-    "OphVL": ".builder",
-    "OphVLConfig": ".builder",
-    "SKIP_REASONS": ".reader",
-    "SkipCounter": ".reader",
-    "skip_counts": ".reader",
-    "OphVLCollator": ".streaming",
-    "VideoDecodeError": ".streaming",
-    "decode_sampled_frames": ".streaming",
-    "load_ophvl": ".streaming",
-    "ShardWriter": ".shards",
-    "read_whole_shard": ".shards",
-    "SUBSETS": ".format",
-    "validate_record": ".format",
-    "record_text": ".format",
-    "encode_video": ".media",
-    "write_dataset_card": ".card",
-    "generate_ophvl_mini": ".mini",
-    "SilentVideoBank": ".knowledge_base",
+    ".builder": ("OphVL", "OphVLConfig"),
+    ".reader": ("SKIP_REASONS", "SkipCounter", "skip_counts"),
+    ".streaming": ("OphVLCollator", "VideoDecodeError", "decode_sampled_frames", "load_ophvl"),
+    ".shards": ("ShardWriter", "read_whole_shard"),
+    ".format": ("SUBSETS", "validate_record", "record_text"),
+    ".media": ("encode_video",),
+    ".card": ("write_dataset_card",),
+    ".mini": ("generate_ophvl_mini",),
+    ".knowledge_base": ("SilentVideoBank",),
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -12,29 +12,31 @@ import importlib
 import sys
 
 
-def lazy_exports(package: str, names: dict[str, str]):
-    """`(__getattr__, __dir__)` for the `__init__` of `package`: each key of `names` is imported from the submodule
-    its value names (relative, e.g. `".builder"`) on first lookup, then kept in the package's namespace.
+def lazy_exports(package: str, modules: dict[str, tuple[str, ...]]):
+    """`(__getattr__, __dir__, __all__)` for the `__init__` of `package`: each name listed under a submodule (relative,
+    e.g. `".builder"`) is imported from it on first lookup, then kept in the package's namespace.
 
     ```python
-    _LAZY = {"OphVL": ".builder", "load_ophvl": ".streaming"}
-    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-    __all__ = sorted(_LAZY)
+    _LAZY = {".builder": ("OphVL", "OphVLConfig"), ".streaming": ("load_ophvl",)}
+    __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
     ```
     """
     module = sys.modules[package]
+    where = {name: submodule for submodule, names in modules.items() for name in names}
+    if len(where) != sum(len(names) for names in modules.values()):
+        raise ValueError(f"{package}: a name is listed under two submodules")
 
     def __getattr__(name: str):
-        if name in names:
-            value = getattr(importlib.import_module(names[name], package), name)
+        if name in where:
+            value = getattr(importlib.import_module(where[name], package), name)
             setattr(module, name, value)  # later lookups find it without calling this function
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(module)) | set(names))
+        return sorted(set(vars(module)) | set(where))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(where)
 
 
 __all__ = ["lazy_exports"]

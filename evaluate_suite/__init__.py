@@ -26,41 +26,25 @@ from datasets_ophvl.lazy import lazy_exports
 
 
 _LAZY = {
-    "BenchmarkSpec": ".registry",
-    "IGNORE_INDEX": ".registry",
-    "LoadReport": ".registry",
-    "VideoAnnotation": ".registry",
-    "get_benchmark": ".registry",
-    "list_benchmarks": ".registry",
-    "register_benchmark": ".registry",
-    "load_builtin_benchmarks": ".registry",
-    "PROMPT_MODES": ".spec",
-    "SPLITS": ".spec",
-    "benchmark_card": ".cards",
-    "run_table": ".table",
-    "load_metric": ".metrics",
-    "CLIPEncoder": ".models",
-    "OphCLIPEncoder": ".models",
-    "VideoTextEncoder": ".models",
-    "load_encoder": ".models",
-    "extract_frame_features": ".protocols",
-    "linear_probe": ".protocols",
-    "video_text_retrieval": ".protocols",
-    "zero_shot_instruments": ".protocols",
-    "zero_shot_phase": ".protocols",
-    "EvalRecord": ".leaderboard",
-    "append_record": ".leaderboard",
-    "read_records": ".leaderboard",
-    "render_leaderboard": ".leaderboard",
-    "weights_hash": ".leaderboard",
-    "published_metrics": ".leaderboard",
-    "read_model_config": ".model_path",
-    "set_progress": ".progress",
-    "main": ".cli",
+    ".registry": (
+        "BenchmarkSpec", "IGNORE_INDEX", "LoadReport", "VideoAnnotation", "get_benchmark", "list_benchmarks",
+        "register_benchmark", "load_builtin_benchmarks",
+    ),
+    ".spec": ("PROMPT_MODES", "SPLITS"),
+    ".cards": ("benchmark_card",),
+    ".table": ("run_table",),
+    ".metrics": ("load_metric",),
+    ".models": ("CLIPEncoder", "OphCLIPEncoder", "VideoTextEncoder", "load_encoder"),
+    ".protocols": (
+        "extract_frame_features", "linear_probe", "video_text_retrieval", "zero_shot_instruments", "zero_shot_phase",
+    ),
+    ".leaderboard": (
+        "EvalRecord", "append_record", "read_records", "render_leaderboard", "weights_hash", "published_metrics",
+    ),
+    ".model_path": ("read_model_config",),
+    ".progress": ("set_progress",),
+    ".cli": ("main",),
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

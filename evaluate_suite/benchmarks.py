@@ -43,67 +43,34 @@ _MINI_PHASE_SCORING = ("Frames sampled at 1 fps from every video of the split; t
 _MINI_TOOL_SCORING = ("Frames sampled at 1 fps; every frame has a 0/1 label for each of the 6 instruments, all scored. "
                       "Prompts: ensemble, the OphVL-mini default.")
 
-_builtin(BenchmarkSpec(
-    name="ophvl-mini-phase",
-    task="phase",
-    classes=OPHVL_MINI_PHASES,
-    loader=phase_starts_layout,
-    loader_options={"meta_split_file": "meta.json"},
-    prompts="ophvl_mini_phase.json",
-    prompt_mode="ensemble", real=False, folder="benchmark",
-    scoring=_MINI_PHASE_SCORING,
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
-                "(the narrated data's look), phases labelled per frame in the Cataract-101 layout (`benchmark/` "
-                "folder).",
-))
-
-_builtin(BenchmarkSpec(
-    name="ophvl-mini-instruments",
-    task="instruments",
-    classes=OPHVL_MINI_INSTRUMENTS,
-    loader=tool_presence_layout,
-    loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
-                    "meta_split_file": "meta.json"},
-    prompts="ophvl_mini_instruments.json",
-    prompt_mode="ensemble", real=False, folder="benchmark",
-    scoring=_MINI_TOOL_SCORING,
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic A "
-                "(the narrated data's look), instrument presence per frame in the CATARACTS layout "
-                "(`benchmark/tool_annotations/`).",
-))
-
-# The same videos' kind from clinic B (another microscope, instrument makes and pace; the silent videos' look), written
-# to `benchmark-shifted/` in the same layouts: scores here against `ophvl-mini-phase` / `-instruments` measure the
-# domain shift, and what learning from the silent videos recovers of it.
-
-_builtin(BenchmarkSpec(
-    name="ophvl-mini-shifted-phase",
-    task="phase",
-    classes=OPHVL_MINI_PHASES,
-    loader=phase_starts_layout,
-    loader_options={"meta_split_file": "meta.json"},
-    prompts="ophvl_mini_phase.json",
-    prompt_mode="ensemble", real=False, folder="benchmark-shifted",
-    scoring=_MINI_PHASE_SCORING,
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
-                "(the silent videos' look: another microscope, instrument makes and pace), phases labelled per frame "
-                "in the Cataract-101 layout (`benchmark-shifted/` folder).",
-))
-
-_builtin(BenchmarkSpec(
-    name="ophvl-mini-shifted-instruments",
-    task="instruments",
-    classes=OPHVL_MINI_INSTRUMENTS,
-    loader=tool_presence_layout,
-    loader_options={"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
-                    "meta_split_file": "meta.json"},
-    prompts="ophvl_mini_instruments.json",
-    prompt_mode="ensemble", real=False, folder="benchmark-shifted",
-    scoring=_MINI_TOOL_SCORING,
-    description="Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in clinic B "
-                "(the silent videos' look), instrument presence per frame in the CATARACTS layout "
-                "(`benchmark-shifted/tool_annotations/`).",
-))
+# Two clinics of OphVL-mini, the same kind of videos in the same layouts: clinic A (`benchmark/`, the narrated data's
+# look) and clinic B (`benchmark-shifted/`, the silent videos' look: another microscope, instrument makes and pace).
+# Scores on the shifted benchmarks against the others measure the domain shift, and what learning from the silent
+# videos recovers of it.
+_MINI_CLINICS = (
+    ("ophvl-mini", "benchmark", "A", "the narrated data's look"),
+    ("ophvl-mini-shifted", "benchmark-shifted", "B",
+     "the silent videos' look: another microscope, instrument makes and pace"),
+)
+_MINI_TASKS = {  # task: (name suffix, classes, loader, loader options, prompt file, scoring, what is labelled)
+    "phase": ("phase", OPHVL_MINI_PHASES, phase_starts_layout, {"meta_split_file": "meta.json"},
+              "ophvl_mini_phase.json", _MINI_PHASE_SCORING,
+              "phases labelled per frame in the Cataract-101 layout (`{folder}/` folder)"),
+    "instruments": ("instruments", OPHVL_MINI_INSTRUMENTS, tool_presence_layout,
+                    {"file_pattern": "case_{id}.csv", "video_path": "videos/case_{id}.mp4", "videos": "videos.csv",
+                     "meta_split_file": "meta.json"},
+                    "ophvl_mini_instruments.json", _MINI_TOOL_SCORING,
+                    "instrument presence per frame in the CATARACTS layout (`{folder}/tool_annotations/`)"),
+}
+for _prefix, _folder, _clinic, _look in _MINI_CLINICS:
+    for _task, (_suffix, _classes, _loader, _options, _prompts, _scoring, _labels) in _MINI_TASKS.items():
+        _builtin(BenchmarkSpec(
+            name=f"{_prefix}-{_suffix}", task=_task, classes=_classes, loader=_loader, loader_options=dict(_options),
+            prompts=_prompts, prompt_mode="ensemble", real=False, folder=_folder, scoring=_scoring,
+            description=f"Synthetic cataract-surgery-like videos from `python -m datasets_ophvl.mini` recorded in "
+                        f"clinic {_clinic} ({_look}), {_labels.format(folder=_folder)}.",
+        ))
+del _prefix, _folder, _clinic, _look, _task, _suffix, _classes, _loader, _options, _prompts, _scoring, _labels
 
 
 # -- Cataract-1K (phase recognition subset) ----------------------------------------------------------------------------

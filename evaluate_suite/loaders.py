@@ -216,17 +216,27 @@ def probe_video(path: Path) -> tuple[float, int]:
     return float(rate), int(frames)
 
 
-def _video_rate(path: Path, fps: float | None) -> tuple[float, int | None] | str:
+def _video_rate(path: Path, fps: float | None, report, video_id: str) -> tuple[float, int | None] | None:
     """The frame rate to use for a video: `fps` when given (frame count unknown), else the container's rate and frame
-    count, or a skip reason when the file is missing or the container cannot be read."""
+    count; None when the file is missing or the container cannot be read, the video skipped in `report` with why."""
     if not path.is_file():
-        return f"video file {path} is missing"
+        report.skip(video_id, f"video file {path} is missing")
+        return None
     if fps is not None:
         return float(fps), None
     try:
         return probe_video(path)
     except ValueError as error:
-        return f"no frame rate: {error} (pass the dataset's fps as a loader option)"
+        report.skip(video_id, f"no frame rate: {error} (pass the dataset's fps as a loader option)")
+        return None
+
+
+def _split_files(root: Path, labels: str, split: str, spec, split_folders, wanted: set[str] | None):
+    """`(video_id, label file, its split folder)` of each video of `split`: the label files found per split folder,
+    kept to `wanted` (`_split_filter`: the split's list, when the dataset has one)."""
+    for video_id, (file, folder) in _files_per_split_folder(root, labels, split, spec, split_folders).items():
+        if wanted is None or video_id in wanted:
+            yield video_id, file, folder
 
 
 def _natural(text: str):
@@ -404,9 +414,8 @@ def tool_presence_layout(root: Path, split: str, spec, labels_dir: str = "tool_a
                 report.skip(video_id, f"{file.name} labels {len(frames)} frames, the video has {num_frames}")
                 continue
         else:
-            resolved = _video_rate(path, fps)
-            if isinstance(resolved, str):
-                report.skip(video_id, resolved)
+            resolved = _video_rate(path, fps, report, video_id)
+            if resolved is None:
                 continue
             rate, num_frames = resolved
             if num_frames is not None and len(frames) > num_frames:
@@ -462,12 +471,9 @@ def frame_labels_layout(root: Path, split: str, spec, labels: str = "{id}.csv", 
     (whose frame count must cover the labels).
     """
     read = LabelReader(spec, label_kind, label_map, index_base, ignore)
-    found = _files_per_split_folder(root, labels, split, spec, split_folders)
     wanted = _split_filter(root, split, spec, meta_split_file)
     report, result = LoadReport(), []
-    for video_id, (file, folder) in found.items():
-        if wanted is not None and video_id not in wanted:
-            continue
+    for video_id, file, folder in _split_files(root, labels, split, spec, split_folders, wanted):
         rows = read_rows(file, delimiter)
         use_header = header if header is not None else bool(rows) and not _is_number(
             rows[0][1][frame_column] if isinstance(frame_column, int) and len(rows[0][1]) > frame_column else "")
@@ -490,11 +496,9 @@ def frame_labels_layout(root: Path, split: str, spec, labels: str = "{id}.csv", 
         if frames[0] < 0 or any(b <= a for a, b in zip(frames, frames[1:])):
             report.skip(video_id, f"{file.name}: frame numbers are not increasing from {frame_base}")
             continue
-        fill = {"folder": folder} if folder is not None else {}
-        path = root / video_path.format(id=video_id, **fill)
-        resolved = _video_rate(path, fps)
-        if isinstance(resolved, str):
-            report.skip(video_id, resolved)
+        path = root / video_path.format(id=video_id, folder=folder)  # str.format ignores a field it does not use
+        resolved = _video_rate(path, fps, report, video_id)
+        if resolved is None:
             continue
         rate, num_frames = resolved
         if num_frames is None:
@@ -831,9 +835,8 @@ def mask_presence_layout(root: Path, split: str, spec, class_pixels: dict, folde
             report.skip(video_id, f"no label masks in {folder.name}/{labels_dir}")
             continue
         path = root / video_path.format(num=num, id=video_id)
-        resolved = _video_rate(path, fps)
-        if isinstance(resolved, str):
-            report.skip(video_id, resolved)
+        resolved = _video_rate(path, fps, report, video_id)
+        if resolved is None:
             continue
         rate, num_frames = resolved
         last = max(masks)
@@ -876,12 +879,9 @@ def frame_sequence_layout(root: Path, split: str, spec, labels: str = "groundTru
                 if len(fields) < 2 or not fields[0].isdigit():
                     raise AnnotationError(f"{mapping_path}:{line}: expected '<id> <name>', got {' '.join(fields)!r}")
                 read(" ".join(fields[1:]), mapping_path, line)
-    found = _files_per_split_folder(root, labels, split, spec, split_folders)
     wanted = _split_filter(root, split, spec, meta_split_file)
     report, result = LoadReport(), []
-    for video_id, (file, folder) in found.items():
-        if wanted is not None and video_id not in wanted:
-            continue
+    for video_id, file, folder in _split_files(root, labels, split, spec, split_folders, wanted):
         with open(file, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
         while lines and not lines[-1].strip():
@@ -890,11 +890,9 @@ def frame_sequence_layout(root: Path, split: str, spec, labels: str = "groundTru
             report.skip(video_id, f"{file.name} is empty")
             continue
         phases = np.array([read(text, file, number) for number, text in enumerate(lines, start=1)], dtype=np.int64)
-        fill = {"folder": folder} if folder is not None else {}
-        path = root / video_path.format(id=video_id, **fill)
-        resolved = _video_rate(path, fps)
-        if isinstance(resolved, str):
-            report.skip(video_id, resolved)
+        path = root / video_path.format(id=video_id, folder=folder)  # str.format ignores a field it does not use
+        resolved = _video_rate(path, fps, report, video_id)
+        if resolved is None:
             continue
         rate, num_frames = resolved
         if num_frames is not None and num_frames < len(phases):

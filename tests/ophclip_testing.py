@@ -76,6 +76,32 @@ def tiny_processor(size: int = 32, model_max_length: int = 32) -> OphCLIPProcess
                             tiny_tokenizer(model_max_length))
 
 
+def save_tiny_model(folder, vision: str = "resnet", seed: int = 0):
+    """A tiny random OphCLIP checkpoint (weights from `seed`) with the tiny processor, saved in `folder`; returns it
+    as a string, as the commands take it."""
+    from modeling_ophclip import OphCLIPModel
+
+    torch.manual_seed(seed)
+    OphCLIPModel(OphCLIPModelTester(vision=vision).get_config()).save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    return str(folder)
+
+
+def launch_app(demo) -> str:
+    """Serve a built web app (`ophclip_cli.app.build_app`) on a free loopback port, one request at a time, without
+    blocking; returns its URL (close it with `demo.close()`)."""
+    import socket
+
+    from ophclip_cli.app import launch_kwargs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
+                                                    prevent_thread_lock=True, quiet=True, **launch_kwargs(demo.core))
+    return f"http://127.0.0.1:{port}/"
+
+
 def write_test_video(path, num_frames: int = 24, fps: int = 12, height: int = 48, width: int = 64) -> np.ndarray:
     """Write an H.264 mp4 whose frame i shows a bar at a position that depends on i; returns the RGB frames."""
     import av

@@ -10,15 +10,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-import torch
 
 
 gradio = pytest.importorskip("gradio", reason="the web app needs gradio (pip install -e '.[test]')")
 av = pytest.importorskip("av")
 
-from modeling_ophclip import OphCLIPModel  # noqa: E402
 from ophclip_cli import main  # noqa: E402
-from ophclip_testing import OphCLIPModelTester, tiny_processor, write_test_video  # noqa: E402
+from ophclip_testing import launch_app, save_tiny_model, write_test_video  # noqa: E402
 
 
 def _encode(path, frames, rate=4):
@@ -73,10 +71,7 @@ def setup(tmp_path_factory):
     from datasets_ophvl import generate_ophvl_mini
 
     root = tmp_path_factory.mktemp("app")
-    torch.manual_seed(0)
-    model = root / "tiny-resnet"
-    OphCLIPModel(OphCLIPModelTester(vision="resnet").get_config()).save_pretrained(model)
-    tiny_processor().save_pretrained(model)
+    model = save_tiny_model(root / "tiny-resnet")
     generate_ophvl_mini(root / "mini", size="tiny", progress=False, benchmark=8)
     media = root / "media"
     media.mkdir()
@@ -86,7 +81,7 @@ def setup(tmp_path_factory):
     write_audio_only(media / "voice.m4a")
     write_four_hour_video(media / "long.mp4")
     _encode(media / "huge.mp4", [np.zeros((2304, 4096, 3), dtype=np.uint8)], rate=1)
-    return {"root": root, "model": str(model), "examples": str(root / "mini" / "benchmark"), "media": media}
+    return {"root": root, "model": model, "examples": str(root / "mini" / "benchmark"), "media": media}
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +92,12 @@ def server(setup, tmp_path_factory):
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio_tmp"))
     from gradio_client import Client
 
-    from ophclip_cli.app import build_app, launch_kwargs
+    from ophclip_cli.app import build_app
 
     demo = build_app(setup["model"], "cpu", setup["examples"], batch_size=4)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
-                                                    prevent_thread_lock=True, quiet=True, **launch_kwargs(demo.core))
+    url = launch_app(demo)
     try:
-        yield demo, Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield demo, Client(url, verbose=False)
     finally:
         demo.close()
 
@@ -298,9 +289,7 @@ def test_ood_reference_command_and_zero_shot_output(setup, tmp_path, capsys):
 
 def test_a_reference_of_another_model_is_refused(setup, tmp_path, capfd):
     other = tmp_path / "other"
-    torch.manual_seed(1)
-    OphCLIPModel(OphCLIPModelTester(vision="resnet").get_config()).save_pretrained(other)
-    tiny_processor().save_pretrained(other)
+    save_tiny_model(other, seed=1)
     reference = tmp_path / "ref.json"
     assert main(["ood-reference", setup["examples"] + "/videos", "--model", str(other), "--output", str(reference),
                  "--device", "cpu"]) == 0

@@ -5,11 +5,9 @@ the one the README shows (docs/app/timeline.png), so that a test run never chang
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
-import torch
 
 
 CHROMIUM = os.environ.get("OPHCLIP_CHROMIUM", "/usr/bin/chromium")
@@ -23,31 +21,22 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
     pytest.skip(f"headless Chromium is not installed ({CHROMIUM} and {CHROMEDRIVER}): run `sh tests/install_browser.sh` "
                 "as root (apt-get install chromium chromium-driver), as `make test` does", allow_module_level=True)
 
-from modeling_ophclip import OphCLIPModel  # noqa: E402
-from ophclip_testing import OphCLIPModelTester, tiny_processor  # noqa: E402
+from ophclip_testing import launch_app, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from datasets_ophvl import generate_ophvl_mini
 
-    from ophclip_cli.app import build_app, launch_kwargs
+    from ophclip_cli.app import build_app
 
     root = tmp_path_factory.mktemp("app_browser")
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
-    torch.manual_seed(0)
-    model = root / "tiny-resnet"
-    OphCLIPModel(OphCLIPModelTester(vision="resnet").get_config()).save_pretrained(model)
-    tiny_processor().save_pretrained(model)
+    model = save_tiny_model(root / "tiny-resnet")
     generate_ophvl_mini(root / "mini", size="tiny", progress=False, benchmark=8)
-    demo = build_app(str(model), "cpu", str(root / "mini" / "benchmark"), batch_size=8)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
-                                                    prevent_thread_lock=True, quiet=True, **launch_kwargs(demo.core))
+    demo = build_app(model, "cpu", str(root / "mini" / "benchmark"), batch_size=8)
     try:
-        yield demo, f"http://127.0.0.1:{port}/"
+        yield demo, launch_app(demo)
     finally:
         demo.close()
 

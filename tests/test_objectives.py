@@ -726,10 +726,8 @@ TINY = textwrap.dedent(
 )
 
 
-def test_two_processes_global_losses_and_bank_refresh(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    (tmp_path / "objectives_tiny.py").write_text(TINY)
+def run_two_processes(script, tmp_path) -> None:
+    """Run `script tmp_path` in 2 processes (torchrun, gloo on the CPU); it writes what the test compares."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
@@ -737,6 +735,13 @@ def test_two_processes_global_losses_and_bank_refresh(tmp_path):
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,  # a hang guard, not a speed check
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_processes_global_losses_and_bank_refresh(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    (tmp_path / "objectives_tiny.py").write_text(TINY)
+    run_two_processes(script, tmp_path)
 
     data = torch.load(tmp_path / "data.pt")
     ranks = [json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in range(2)]
@@ -910,13 +915,7 @@ LOCAL_LOSS_WORKER = textwrap.dedent(
 def test_two_processes_local_loss_has_the_global_gradients(tmp_path):
     script = tmp_path / "local_worker.py"
     script.write_text(LOCAL_LOSS_WORKER)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-         str(tmp_path)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,  # a hang guard, not a speed check
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_two_processes(script, tmp_path)
     ranks = [json.loads((tmp_path / f"local_{r}.json").read_text()) for r in range(2)]
     world = 2
 

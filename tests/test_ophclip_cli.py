@@ -11,7 +11,7 @@ import torch
 
 from modeling_ophclip import OphCLIPModel
 from ophclip_cli import build_parser, main
-from ophclip_testing import OphCLIPModelTester, tiny_processor, write_test_video
+from ophclip_testing import save_tiny_model, tiny_processor, write_test_video
 
 
 LABELS = ["lens", "iris", "cornea"]
@@ -20,13 +20,8 @@ LABELS = ["lens", "iris", "cornea"]
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     root = tmp_path_factory.mktemp("ophclip_cli")
-    torch.manual_seed(0)
-    resnet = root / "tiny-resnet"
-    OphCLIPModel(OphCLIPModelTester(vision="resnet").get_config()).save_pretrained(resnet)
-    tiny_processor().save_pretrained(resnet)
-    vit = root / "tiny-vit"
-    OphCLIPModel(OphCLIPModelTester(vision="clip").get_config()).save_pretrained(vit)
-    tiny_processor().save_pretrained(vit)
+    resnet = Path(save_tiny_model(root / "tiny-resnet"))
+    vit = Path(save_tiny_model(root / "tiny-vit", vision="clip"))
     from transformers import BertConfig, BertModel
 
     bert = root / "tiny-bert"

@@ -191,12 +191,7 @@ def test_lora_round_trip_and_merged_remote_code(tmp_path):
 
     # One optimizer step.
     model.train()
-    optimizer = torch.optim.AdamW([param for param in model.parameters() if param.requires_grad], lr=1e-2)
-    loss = model(**inputs, return_loss=True).loss
-    assert torch.isfinite(loss)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    one_training_step(model, inputs)
     lora_b = {name: param for name, param in lora_parameters(model).items() if "lora_B" in name}
     assert len(lora_b) == len(layers)
     for name, param in lora_b.items():

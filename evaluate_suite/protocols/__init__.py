@@ -18,34 +18,19 @@ from datasets_ophvl.lazy import lazy_exports
 
 
 _LAZY = {
-    "DEFAULT_FRACTIONS": ".defaults",
-    "DEFAULT_MAX_CLIPS": ".defaults",
-    "DEFAULT_RESULTS_FILE": ".defaults",
-    "DEFAULT_SEEDS": ".defaults",
-    "INSTRUMENT_RULES": ".defaults",
-    "NEGATIVE_TEMPLATES": ".defaults",
-    "SAMPLINGS": ".defaults",
-    "class_embeddings": ".common",
-    "instrument_metrics": ".common",
-    "prompt_embeddings": ".common",
-    "resolve_benchmark": ".common",
-    "FRAME_TOLERANCE": ".frames",
-    "FRAME_TOLERANCE_FRACTION": ".frames",
-    "FrameFeatures": ".frames",
-    "VideoFeatures": ".frames",
-    "extract_frame_features": ".frames",
-    "frame_count_problem": ".frames",
-    "sample_frame_indices": ".frames",
-    "linear_probe": ".linear_probing",
-    "video_text_retrieval": ".retrieval",
-    "instrument_probabilities": ".zero_shot",
-    "smooth_probabilities": ".zero_shot",
-    "zero_shot_instruments": ".zero_shot",
-    "zero_shot_phase": ".zero_shot",
+    ".defaults": (
+        "DEFAULT_FRACTIONS", "DEFAULT_MAX_CLIPS", "DEFAULT_RESULTS_FILE", "DEFAULT_SEEDS", "INSTRUMENT_RULES",
+        "NEGATIVE_TEMPLATES", "SAMPLINGS",
+    ),
+    ".common": ("class_embeddings", "instrument_metrics", "prompt_embeddings", "resolve_benchmark"),
+    ".frames": (
+        "FRAME_TOLERANCE", "FRAME_TOLERANCE_FRACTION", "FrameFeatures", "VideoFeatures", "extract_frame_features",
+        "frame_count_problem", "sample_frame_indices",
+    ),
+    ".linear_probing": ("linear_probe",),
+    ".retrieval": ("video_text_retrieval",),
+    ".zero_shot": ("instrument_probabilities", "smooth_probabilities", "zero_shot_instruments", "zero_shot_phase"),
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

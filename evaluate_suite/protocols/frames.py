@@ -31,6 +31,7 @@ from modeling_ophclip.video_processing_ophclip import fps_frame_indices
 from ..models import preprocess_frames
 from ..progress import progress_bar
 from ..spec import IGNORE_INDEX, VideoAnnotation
+from .common import load_split
 from .defaults import SAMPLINGS
 
 
@@ -229,6 +230,19 @@ def scorable(video: VideoFeatures) -> np.ndarray:
     return ~np.isnan(video.labels).all(axis=1)
 
 
+def split_frame_features(encoder, spec, root, split: str, *, fps: float, batch_size: int, num_workers: int,
+                         sampling: str):
+    """The labelled frames of one split of a benchmark, embedded: `(extracted, skipped, notes)` with the
+    `FrameFeatures` of the kept videos, the videos the loader or the decoding skipped (`{video_id: reason}`) and the
+    loader's notes on kept videos."""
+    notes = {}
+    annotations, skipped = load_split(spec, root, split, notes)
+    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers,
+                                       sampling=sampling)
+    skipped.update(extracted.skipped)
+    return extracted, skipped, notes
+
+
 __all__ = [
     "FRAME_TOLERANCE",
     "FRAME_TOLERANCE_FRACTION",
@@ -240,4 +254,5 @@ __all__ = [
     "frame_count_problem",
     "sample_frame_indices",
     "scorable",
+    "split_frame_features",
 ]

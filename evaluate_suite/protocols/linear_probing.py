@@ -30,7 +30,6 @@ import numpy as np
 from .common import (
     DEFAULT_RESULTS_FILE,
     instrument_metrics,
-    load_split,
     phase_metrics,
     resolve_benchmark,
     sampling_mode,
@@ -39,7 +38,7 @@ from .common import (
 )
 from ..progress import progress_bar
 from .defaults import DEFAULT_FRACTIONS, DEFAULT_SEEDS
-from .frames import extract_frame_features, scorable
+from .frames import scorable, split_frame_features
 
 
 class ConstantProbe:
@@ -189,12 +188,9 @@ def linear_probe(encoder, benchmark, root, *, train_split: str = "train", test_s
 
     features, skipped, notes = {}, {}, {}
     for split in (train_split, test_split):
-        split_notes = {}
-        annotations, split_skipped = load_split(spec, root, split, split_notes)
+        extracted, split_skipped, split_notes = split_frame_features(
+            encoder, spec, root, split, fps=fps, batch_size=batch_size, num_workers=num_workers, sampling=sampling)
         notes.update({f"{split}:{vid}": remark for vid, remark in split_notes.items()})
-        extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size,
-                                           num_workers=num_workers, sampling=sampling)
-        split_skipped.update(extracted.skipped)
         usable = []
         for video in extracted.videos:
             if scorable(video).any():

@@ -29,7 +29,6 @@ from .common import (
     benchmark_extra,
     class_embeddings,
     instrument_metrics,
-    load_split,
     phase_metrics,
     prompt_embeddings,
     prompt_mode,
@@ -42,7 +41,7 @@ from .common import (
     softmax,
 )
 from .defaults import INSTRUMENT_RULES, NEGATIVE_TEMPLATES
-from .frames import extract_frame_features, scorable
+from .frames import scorable, split_frame_features
 
 
 # -- phase ----------------------------------------------------------------------------------------------------------
@@ -88,14 +87,11 @@ def zero_shot_phase(encoder, benchmark, root, split: str = "test", *, fps: float
     spec = resolve_benchmark(benchmark, "phase")
     mode, sampling = prompt_mode(spec, prompts), sampling_mode(spec, sampling)
     class_embeds = class_embeddings(encoder, spec, mode)  # first: a class without prompts fails before any decoding
-    notes = {}
-    annotations, skipped = load_split(spec, root, split, notes)
-    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers,
-                                       sampling=sampling)
-    skipped.update(extracted.skipped)
+    extracted, skipped, notes = split_frame_features(encoder, spec, root, split, fps=fps, batch_size=batch_size,
+                                                     num_workers=num_workers, sampling=sampling)
 
     scale = encoder.logit_scale
-    ids, predictions, smoothed, references, timelines = [], [], [], [], []
+    ids, predictions, smoothed, references = [], [], [], []
     for video in extracted.videos:
         if not scorable(video).any():
             skipped[video.video_id] = "no labelled frame among the sampled frames"
@@ -212,11 +208,8 @@ def zero_shot_instruments(encoder, benchmark, root, split: str = "test", *, fps:
     if rule == "prompt-pair":
         negatives = negative_texts(spec.classes, negative_templates)
         negative = prompt_embeddings(encoder, negatives)
-    notes = {}
-    annotations, skipped = load_split(spec, root, split, notes)
-    extracted = extract_frame_features(encoder, annotations, fps=fps, batch_size=batch_size, num_workers=num_workers,
-                                       sampling=sampling)
-    skipped.update(extracted.skipped)
+    extracted, skipped, notes = split_frame_features(encoder, spec, root, split, fps=fps, batch_size=batch_size,
+                                                     num_workers=num_workers, sampling=sampling)
 
     scale = encoder.logit_scale
     scores, labels, used = [], [], []
