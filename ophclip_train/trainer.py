@@ -177,6 +177,11 @@ class Pretrainer:
         if not logging.getLogger().handlers:  # leave an application's (or pytest's) logging setup alone
             logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logger.setLevel(logging.INFO if self.accelerator.is_local_main_process else logging.WARNING)
+        asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+        if asked_fsdp and self.accelerator.distributed_type.name != "FSDP" and self.accelerator.is_main_process:
+            # accelerate (1.15) selects FSDP only over an accelerator backend; on CPU it keeps DDP without a word.
+            logger.warning("the launch asked for FSDP, but accelerate runs %s here (FSDP needs GPUs): the model is "
+                           "replicated on every process, not sharded", self.accelerator.distributed_type.name)
         import datasets
         import transformers
 
@@ -633,7 +638,9 @@ class Pretrainer:
         from datasets_ophvl import SilentVideoBank
 
         if self._plain_checkpoints():
-            ckpt.check_model_matches(path, self.module)  # before accelerate's strict load and its size-mismatch list
+            # Against the unwrapped module: accelerate saves (and loads) the weights without DDP's `module.` prefix,
+            # so comparing with the wrapper refused every multi-process resume as "a different launch".
+            ckpt.check_model_matches(path, self.unwrapped)  # before accelerate's strict load and its mismatch list
         trainer_state, data_state, bank_dir = ckpt.load_checkpoint(self.accelerator, path)
         step = int(trainer_state["global_step"])
         self.scheduler.load_state_dict(trainer_state["scheduler"])
