@@ -25,6 +25,7 @@ runs no dataset code and picks its generic `webdataset` builder from the `.tar` 
 name another builder), so there a truncated shard or a malformed json ends the iteration with an error.
 """
 
+import functools
 import json
 import logging
 import os
@@ -241,6 +242,7 @@ class _Read:
         return self.data
 
 
+@functools.cache
 def _webdataset_grouping():
     from datasets.packaged_modules.webdataset.webdataset import WebDataset
 

@@ -29,6 +29,20 @@ def _add_common(parser, overwrite_help="Replace the output if it exists."):
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
 
 
+def _add_label_options(parser, required: bool):
+    """The classes to compare frames with: `--labels`, `--labels-file` or `--benchmark` (one of them), and
+    `--template` (read by `zero_shot.parse_labels`)."""
+    labels = parser.add_mutually_exclusive_group(required=required)
+    labels.add_argument("--labels", metavar="A,B,C", help="Comma-separated class names.")
+    labels.add_argument("--labels-file", metavar="FILE", help="Text file with one class name per line ('#' comments).")
+    labels.add_argument("--benchmark", metavar="NAME",
+                        help="Use the classes and prompts of a registered evaluate_suite benchmark, in its default "
+                             "prompt mode (one sentence per class on the real datasets, the ensemble on OphVL-mini; "
+                             "e.g. cataract-1k-phase); --template is then ignored.")
+    parser.add_argument("--template", default=DEFAULT_TEMPLATE,
+                        help=f"Prompt each label is written into; must contain '{{}}' (default: {DEFAULT_TEMPLATE!r}).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ophclip",
@@ -45,18 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     zs.add_argument("video", metavar="VIDEO", help="Video file to classify.")
     _add_common(zs, "Replace --output / --timeline if they exist.")
-    labels = zs.add_mutually_exclusive_group(required=True)
-    labels.add_argument("--labels", metavar="A,B,C", help="Comma-separated class names.")
-    labels.add_argument("--labels-file", metavar="FILE", help="Text file with one class name per line ('#' comments).")
-    labels.add_argument("--benchmark", metavar="NAME",
-                        help="Use the classes and prompts of a registered evaluate_suite benchmark, in its default "
-                             "prompt mode (one sentence per class on the real datasets, the ensemble on OphVL-mini; "
-                             "e.g. cataract-1k-phase); --template is then ignored.")
+    _add_label_options(zs, required=True)
     zs.add_argument("--fps", type=float, default=1.0, help="Frames classified per second of video (default: 1).")
     zs.add_argument("--window", type=float, default=None, metavar="SECONDS",
                     help="Average frame probabilities over windows of this many seconds (default: one row per frame).")
-    zs.add_argument("--template", default=DEFAULT_TEMPLATE,
-                    help=f"Prompt each label is written into; must contain '{{}}' (default: {DEFAULT_TEMPLATE!r}).")
     zs.add_argument("--output", required=True, metavar="OUT.csv|OUT.json",
                     help="Predictions: CSV (start, end, label, score, prob_<class>...) or JSON.")
     zs.add_argument("--timeline", metavar="OUT.png", help="Also draw the predicted class over time as a PNG.")
@@ -69,19 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     od = sub.add_parser(
         "ood-reference", help="Make the out-of-domain reference of a model from in-domain videos.",
         description="Embed the frames of in-domain videos (e.g. a benchmark's training split) and write the "
-                    "statistics that `ophclip zero-shot` and `ophclip app` compare a new video with: how far a "
-                    "frame's embedding lies from the mean in-domain frame, and (with class labels) how well its best "
-                    "prompt matches, as the 5th percentiles over the in-domain frames. Save it as "
+                    "statistics that `ophclip zero-shot` and `ophclip app` compare a new video with: the in-domain "
+                    "frame embeddings' per-dimension mean and spread with the 99th percentile of the frames' own "
+                    "distances to them, and (with class labels) the 5th percentile of how well a frame's best prompt "
+                    "matches. Save it as "
                     f"{OOD_REFERENCE_FILE} in the model folder to have it used by default.",
     )
     od.add_argument("inputs", nargs="+", metavar="INPUT", help="In-domain video files, or folders searched for videos.")
     _add_common(od, "Replace --output if it exists.")
-    od_labels = od.add_mutually_exclusive_group()
-    od_labels.add_argument("--labels", metavar="A,B,C", help="Comma-separated class names (adds the text statistic).")
-    od_labels.add_argument("--labels-file", metavar="FILE", help="Text file with one class name per line.")
-    od_labels.add_argument("--benchmark", metavar="NAME", help="Classes and prompts of a registered benchmark.")
-    od.add_argument("--template", default=DEFAULT_TEMPLATE,
-                    help=f"Prompt each label is written into (default: {DEFAULT_TEMPLATE!r}).")
+    _add_label_options(od, required=False)  # with labels, the reference adds the text statistic
     od.add_argument("--fps", type=float, default=1.0, help="Frames embedded per second of video (default: 1).")
     od.add_argument("--batch-size", type=int, default=32, help="Frames decoded and embedded at once (default: 32).")
     od.add_argument("--output", required=True, metavar="OUT.json", help="The reference (JSON).")
@@ -102,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser(
         "search", help="Find the moments of a video collection that best match a text query.",
-        description="Embed the frames sampled at --fps of every video under --videos, index them with faiss "
-                    "(inner product of L2-normalised embeddings; numpy if faiss is missing) and print the best "
-                    "matches. Unreadable videos are skipped with a warning.",
+        description="Embed the frames sampled at --fps of every video under --videos, rank them by inner product "
+                    "of L2-normalised embeddings with the query (exact) and print the best matches. Unreadable "
+                    "videos are skipped with a warning.",
     )
     se.add_argument("query", metavar="QUERY", help="Text to search for.")
     _add_common(se, "Replace --output if it exists.")
