@@ -398,25 +398,21 @@ class Pretrainer:
 
         return embed_fn, loss_fn
 
-    def _retrieve_for_step(self, step: int, batch: dict):
-        """This video step's retrieval, `(vectors, mask, indices)` as `objectives.retrieve` gives them: the titles,
-        embedded without gradients in eval mode (no dropout), query the bank by maximum inner product search; with
-        `--retrieval_pairing random` each title gets K random rows instead (the ablation)."""
+    def _retrieve_for_step(self, step: int, batch: dict, titles: torch.Tensor, extra: dict):
+        """This video step's retrieval, `(vectors, mask, indices)` as `objectives.retrieve` gives them: `titles`, the
+        title embeddings of the step's first (no-grad) pass, query the bank by maximum inner product search; with
+        `--retrieval_pairing random` each title gets K random rows instead (the ablation). Adds the retrieval's
+        precision (with a ground truth) to `extra`."""
         from .objectives import random_pairing, retrieve
 
         o, t = self.config.objectives, self.config.training
         if o.retrieval_pairing == "random":
             generator = torch.Generator().manual_seed(_step_seed(t.seed, step, self.accelerator.process_index, 2))
-            return random_pairing(self.bank, len(batch["input_ids"]), o.retrieval_k, generator,
-                                  device=self.accelerator.device)
-        self.unwrapped.eval()
-        try:
-            with torch.no_grad():
-                titles = self.unwrapped(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                                        token_type_ids=batch.get("token_type_ids"))["text_embeds"]
-        finally:
-            self.unwrapped.train()
-        return retrieve(self.bank, titles.float(), o.retrieval_k)
+            retrieved = random_pairing(self.bank, len(titles), o.retrieval_k, generator, device=titles.device)
+        else:
+            retrieved = retrieve(self.bank, titles.float(), o.retrieval_k)
+        extra.update(self._retrieval_quality(batch, retrieved))
+        return retrieved
 
     def _silent_micro_batch(self, step: int, retrieved) -> dict:
         """The encoded form's extra micro-batch: `--retrieval_encode_per_title` of each title's retrieved silent
@@ -461,26 +457,40 @@ class Pretrainer:
                 metrics[f"retrieval_{kind}_{name}"] = torch.tensor(number, dtype=torch.float32)
         return metrics
 
-    def _video_fns(self, step: int, batch: dict, micro_batches: list[dict]):
-        """`(embed_fn, loss_fn, micro_batches, extra metrics)` of a video step. In the encoded form the silent videos
-        are one more micro-batch, first, whose `embed_fn` returns no text and their video embeddings."""
+    def _video_fns(self, step: int, batch: dict):
+        """`(embed_fn, loss_fn, after_first_pass, extra metrics)` of a video step (see `CachedFeatureAccumulator`).
+
+        The retrieval queries are the titles' embeddings from the step's first pass (train mode, as the loss sees
+        them; no extra text forward). Detached form: the loss retrieves on its first call, which is on those
+        embeddings. Encoded form: `after_first_pass` retrieves and returns the silent videos to encode as one more
+        micro-batch, whose `embed_fn` returns no text and their video embeddings; `extra` is filled in then."""
         from .objectives import make_video_level_loss_fn
 
         o = self.config.objectives
         logit_scale = self.unwrapped.model.logit_scale
         if not self.use_bank:
-            return (self._narrated_embed_fn, make_video_level_loss_fn(logit_scale, **self._loss_forms()), micro_batches,
-                    {})
-        retrieved = self._retrieve_for_step(step, batch)
-        extra = self._retrieval_quality(batch, retrieved)
+            return self._narrated_embed_fn, make_video_level_loss_fn(logit_scale, **self._loss_forms()), None, {}
+        extra, state = {}, {}
+
         if o.retrieval_form == "detached":
-            loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved,
-                                               **self._loss_forms())
-            return self._narrated_embed_fn, loss_fn, micro_batches, extra
-        silent = self._silent_micro_batch(step, retrieved)
-        extra["silent_videos_encoded"] = torch.tensor(float(len(silent["silent_rows"])))
-        loss_fn = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight, retrieved=retrieved,
-                                           silent_rows=silent["silent_rows"], **self._loss_forms())
+            def loss_fn(text, video):
+                if "loss_fn" not in state:  # the first call: the titles of pass 1 (or of the only micro-batch)
+                    retrieved = self._retrieve_for_step(step, batch, text, extra)
+                    state["loss_fn"] = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight,
+                                                                retrieved=retrieved, **self._loss_forms())
+                return state["loss_fn"](text, video)
+
+            return self._narrated_embed_fn, loss_fn, None, extra
+
+        def after_first_pass(titles, _videos):
+            retrieved = self._retrieve_for_step(step, batch, titles, extra)
+            silent = self._silent_micro_batch(step, retrieved)
+            extra["silent_videos_encoded"] = torch.tensor(float(len(silent["silent_rows"])))
+            state["loss_fn"] = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight,
+                                                        retrieved=retrieved, silent_rows=silent["silent_rows"],
+                                                        **self._loss_forms())
+            return [silent]
+
         dim = self.unwrapped.model.config.projection_dim
 
         def embed_fn(micro):
@@ -493,7 +503,7 @@ class Pretrainer:
                                 frame_mask=micro["frame_mask"])["video_embeds"]
             return video.new_zeros(0, video.shape[-1]), video
 
-        return embed_fn, loss_fn, [silent, *micro_batches], extra
+        return embed_fn, lambda text, video: state["loss_fn"](text, video), after_first_pass, extra
 
     def _loss_forms(self) -> dict:
         """The contrastive terms' form: `--local_loss`, and equal batches on every process (the level streams drop
@@ -516,26 +526,25 @@ class Pretrainer:
         with self._timed("data"):
             batch = next(self.streams[level])
         micro_batches = split_batch(batch, t.gradient_accumulation_steps)
-        extra = {}
+        extra, after_first_pass = {}, None
         if level == "clip":
             embed_fn, loss_fn = self._clip_fns(step, micro_batches)
         else:
-            embed_fn, loss_fn, micro_batches, extra = self._video_fns(step, batch, micro_batches)
-        captured = []
+            embed_fn, loss_fn, after_first_pass, extra = self._video_fns(step, batch)
+        captured = {}
         if t.debug_dir and not self._dumped_first_step:
             inner = embed_fn
 
             def embed_fn(micro):
-                text, video = inner(micro)
-                if len(captured) < len(micro_batches):
-                    captured.append((text.detach().cpu(), video.detach().cpu()))
+                text, video = inner(micro)  # a micro-batch's first call is its cached (first-pass) one
+                captured.setdefault(id(micro), ("silent_rows" in micro, text.detach().cpu(), video.detach().cpu()))
                 return text, video
 
         self.module.train()
         with self._timed("forward_backward"):
             losses = CachedFeatureAccumulator().accumulate_step(
                 micro_batches, embed_fn, loss_fn, backward_fn=self.accelerator.backward,
-                no_sync=lambda: self.accelerator.no_sync(self.module))
+                no_sync=lambda: self.accelerator.no_sync(self.module), after_first_pass=after_first_pass)
         losses.update(extra)
         if not self._all_finite(losses["loss"]):
             # One bad batch must not poison the weights: drop its gradients, keep the schedule where it is.
@@ -558,7 +567,9 @@ class Pretrainer:
         self.optimizer.zero_grad(set_to_none=True)
         clamp_logit_scale(self.unwrapped.model)
         if captured:
-            self._dump_first_step(step, level, batch, captured, losses)
+            # In the order the loss sees them: the silent micro-batch first.
+            ordered = sorted(captured.values(), key=lambda entry: not entry[0])
+            self._dump_first_step(step, level, batch, [(text, video) for _, text, video in ordered], losses)
         return level, losses, len(batch["input_ids"])
 
     # -- debugging artefacts --------------------------------------------------------------------------------------

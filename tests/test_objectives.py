@@ -496,8 +496,37 @@ def test_silent_frames_shape_the_vision_tower_only_in_the_encoded_form():
     assert float(narrated_with_grad.grad.abs().sum()) > 0  # only the narrated video is moved
 
 
-def test_encoded_form_through_the_accumulator_equals_the_full_batch():
-    """The silent videos as a first micro-batch with no text: the accumulated gradient is the full-batch gradient."""
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_after_first_pass_adding_nothing_changes_nothing(micro_batches):
+    """A hook that adds no micro-batch: the same losses and gradients as without it (one micro-batch then takes the
+    two-pass path, which is exact too)."""
+    torch.manual_seed(0)
+    text_layer, video_layer = torch.nn.Linear(5, 8), torch.nn.Linear(6, 8)
+    g = torch.Generator().manual_seed(3)
+    x_text, x_video = torch.randn(4, 5, generator=g), torch.randn(4, 6, generator=g)
+    parameters = (*text_layer.parameters(), *video_layer.parameters())
+
+    def embed_fn(batch):
+        return F.normalize(text_layer(batch["text"]), dim=-1), F.normalize(video_layer(batch["video"]), dim=-1)
+
+    micro = [{"text": x_text[i::micro_batches], "video": x_video[i::micro_batches]} for i in range(micro_batches)]
+    results = []
+    for hook in (None, lambda text, video: []):
+        losses = CachedFeatureAccumulator().accumulate_step(
+            micro, embed_fn, make_video_level_loss_fn(math.log(10.0)), after_first_pass=hook)
+        results.append((losses, [p.grad.clone() for p in parameters]))
+        for p in parameters:
+            p.grad = None
+    (plain, plain_grads), (hooked, hooked_grads) = results
+    torch.testing.assert_close(hooked["loss"], plain["loss"])
+    for a, b in zip(hooked_grads, plain_grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("silent_from", ["list", "after_first_pass", "after_first_pass_one_micro_batch"])
+def test_encoded_form_through_the_accumulator_equals_the_full_batch(silent_from):
+    """The silent videos as a first micro-batch with no text (given in the list, or returned by `after_first_pass`
+    from the pass-1 embeddings, as the trainer does): the accumulated gradient is the full-batch gradient."""
     torch.manual_seed(0)
     text_layer, video_layer = torch.nn.Linear(5, 8), torch.nn.Linear(6, 8)
     g = torch.Generator().manual_seed(1)
@@ -512,8 +541,24 @@ def test_encoded_form_through_the_accumulator_equals_the_full_batch():
         return F.normalize(text_layer(batch["text"]), dim=-1), F.normalize(video_layer(batch["video"]), dim=-1)
 
     loss_fn = make_video_level_loss_fn(math.log(10.0), retrieval_weight=0.7, retrieved=triple, silent_rows=rows)
-    micro = [{"silent": x_silent}, {"text": x_text[:2], "video": x_video[:2]}, {"text": x_text[2:], "video": x_video[2:]}]
-    losses = CachedFeatureAccumulator().accumulate_step(micro, embed_fn, loss_fn)
+    narrated = [{"text": x_text, "video": x_video}] if silent_from.endswith("one_micro_batch") else [
+        {"text": x_text[:2], "video": x_video[:2]}, {"text": x_text[2:], "video": x_video[2:]}]
+    seen = []
+
+    def after_first_pass(text, video):
+        seen.append((text, video))
+        return [{"silent": x_silent}]
+
+    if silent_from == "list":
+        losses = CachedFeatureAccumulator().accumulate_step([{"silent": x_silent}, *narrated], embed_fn, loss_fn)
+    else:
+        losses = CachedFeatureAccumulator().accumulate_step(narrated, embed_fn, loss_fn,
+                                                            after_first_pass=after_first_pass)
+        with torch.no_grad():  # the hook saw the narrated micro-batches' embeddings, detached, in order
+            expected = embed_fn({"text": x_text, "video": x_video})
+        assert len(seen) == 1 and not seen[0][0].requires_grad
+        torch.testing.assert_close(seen[0][0], expected[0])
+        torch.testing.assert_close(seen[0][1], expected[1])
     got = [p.grad.clone() for p in (*text_layer.parameters(), *video_layer.parameters())]
     for p in (*text_layer.parameters(), *video_layer.parameters()):
         p.grad = None
@@ -654,13 +699,14 @@ WORKER = textwrap.dedent(
     torch.save({"losses": ddp_losses, "grads": {n: p.grad for n, p in ddp.module.named_parameters()}},
                os.path.join(out_dir, f"ddp_{rank}.pt"))
 
-    # The same with the encoded retrieval form: this rank's silent videos are a first micro-batch with no text.
+    # The same with the encoded retrieval form: this rank's silent videos are one more micro-batch with no text,
+    # returned after pass 1 as the trainer does (it is placed first; the synchronised backward stays a narrated one).
     ddp.module.zero_grad(set_to_none=True)
     local_silent = slice(3 * rank, 3 * rank + 3)
     ddp_losses = CachedFeatureAccumulator().accumulate_step(
-        [{"x_silent": ddp_inputs["x_silent"][local_silent]}] + micro,
-        lambda b: ddp(None, b["x_silent"]) if "x_silent" in b else ddp(b["x_text"], b["x_video"]),
-        ddp_encoded_loss_fn(ddp.module, ddp_inputs, local, local_silent), no_sync=ddp.no_sync)
+        micro, lambda b: ddp(None, b["x_silent"]) if "x_silent" in b else ddp(b["x_text"], b["x_video"]),
+        ddp_encoded_loss_fn(ddp.module, ddp_inputs, local, local_silent), no_sync=ddp.no_sync,
+        after_first_pass=lambda text, video: [{"x_silent": ddp_inputs["x_silent"][local_silent]}])
     torch.save({"losses": ddp_losses, "grads": {n: p.grad for n, p in ddp.module.named_parameters()}},
                os.path.join(out_dir, f"ddp_encoded_{rank}.pt"))
 

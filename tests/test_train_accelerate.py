@@ -703,3 +703,47 @@ def test_timing_hooks_see_each_phase_of_each_step_by_name(assets, tmp_path):
     assert [phase for phase, _ in calls] == list(TIMED_PHASES) * 2
     assert second == list(TIMED_PHASES) * 2  # every hook is told, in the order they were added
     assert all(isinstance(seconds, float) for _, seconds in calls)
+
+
+def test_retrieval_queries_are_the_first_pass_title_embeddings(assets, tmp_path):
+    """A video step with retrieval spends no text forward of its own on the queries: the bank is searched with the
+    titles' embeddings from the step's first (no-grad) pass, and the text tower runs once per pass (twice in all)."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    from ophclip_train.config import parse_config
+    from ophclip_train.trainer import Pretrainer
+
+    trainer = Pretrainer(parse_config(base_args(assets, tmp_path / "run", "--max_steps", "2")))
+    try:
+        trainer.setup()
+        assert trainer.run_step(0)["level"] == "clip"
+        text_calls, queries = [], []
+        handle = trainer.unwrapped.model.text_model.register_forward_hook(
+            lambda module, args, output: text_calls.append(torch.is_grad_enabled()))
+        search = trainer.bank.search
+
+        def recording_search(vectors, k):
+            queries.append(torch.as_tensor(vectors).clone())
+            return search(vectors, k)
+
+        trainer.bank.search = recording_search
+        first_pass = []
+        inner = trainer._narrated_embed_fn
+
+        def narrated_embed_fn(micro):
+            text, video = inner(micro)
+            if not torch.is_grad_enabled():
+                first_pass.append(text.detach().clone())
+            return text, video
+
+        trainer._narrated_embed_fn = narrated_embed_fn
+        record = trainer.run_step(1)
+        handle.remove()
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+    assert record["level"] == "video" and record["video/silent_videos_encoded"] == 2
+    assert text_calls == [False, True]  # pass 1 without gradients, pass 2 with them: no third forward for queries
+    assert len(queries) == 1 and len(first_pass) == 1
+    torch.testing.assert_close(queries[0], torch.nn.functional.normalize(first_pass[0].float(), dim=-1))

@@ -34,6 +34,23 @@ def _replayable_rng(seed: int):
         yield
 
 
+def _micro_batch_seeds(count: int) -> list[int]:
+    """One dropout seed per micro-batch, drawn from the global generator (pass 1 and pass 2 replay it)."""
+    return torch.randint(0, 2**62, (count,)).tolist()
+
+
+def _embed_without_grad(micro_batches, seeds, embed_fn) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Pass 1: the detached `(text, video)` embeddings of each micro-batch, each under its replayable seed."""
+    texts, videos = [], []
+    with torch.no_grad():
+        for batch, seed in zip(micro_batches, seeds):
+            with _replayable_rng(seed):
+                text, video = embed_fn(batch)
+            texts.append(text.detach())
+            videos.append(video.detach())
+    return texts, videos
+
+
 def _split_offsets(sizes: Sequence[int]) -> list[int]:
     offsets = [0]
     for n in sizes:
@@ -77,9 +94,12 @@ class CachedFeatureAccumulator:
       `accumulate_step`.
     - **Retrieval**: `loss_fn` closes over the retrieval of the whole local batch
       ([`make_video_level_loss_fn`] retrieves on its first call, the call on the cached pass-1 title embeddings, or is
-      given the retrieval). In the encoded form the silent videos are one more micro-batch, placed first, whose
-      `embed_fn` returns no text and the silent-video embeddings: the micro-batches' text and video row counts may
-      differ, and the last backward (the one DDP synchronises) stays a narrated micro-batch that uses both towers.
+      given the retrieval). In the encoded form the silent videos to encode depend on that retrieval, so they come
+      from `after_first_pass`: called with the pass-1 embeddings (the titles are the queries, so no extra text
+      forward is spent on them), it returns the silent videos as one more micro-batch, whose `embed_fn` returns no
+      text and the silent-video embeddings. It is embedded without grad at once and placed first in the cached set
+      and in pass 2: the micro-batches' text and video row counts may differ, and the last backward (the one DDP
+      synchronises) stays a narrated micro-batch that uses both towers.
 
     Example:
 
@@ -102,6 +122,7 @@ class CachedFeatureAccumulator:
         loss_fn: Callable[[torch.Tensor, torch.Tensor], dict],
         backward_fn: Callable[[torch.Tensor], None] = _default_backward,
         no_sync: Callable[[], ContextManager] | None = None,
+        after_first_pass: Callable[[torch.Tensor, torch.Tensor], Sequence[dict]] | None = None,
     ) -> dict[str, torch.Tensor]:
         r"""
         One optimisation step's gradients over `micro_batches` (see the class documentation).
@@ -115,26 +136,33 @@ class CachedFeatureAccumulator:
             backward_fn (`Callable[[Tensor], None]`): e.g. `accelerator.backward`; defaults to `loss.backward()`.
             no_sync (`Callable[[], ContextManager]`, *optional*): Context suppressing DDP's gradient sync, entered
                 around the forward and backward of every micro-batch but the last.
+            after_first_pass (`Callable[[Tensor, Tensor], Sequence[dict]]`, *optional*): Called once after pass 1 with
+                the cached (detached) text and video embeddings of `micro_batches`; returns micro-batches that depend
+                on them (possibly none). They are embedded without grad right away and placed before
+                `micro_batches`, in the cached set and in pass 2. With it, a single micro-batch takes the two-pass
+                path too (the hook needs embeddings before the loss).
 
         Returns:
             The detached loss terms (`loss_fn`'s dict) of the full batch.
         """
         if len(micro_batches) == 0:
             raise ValueError("accumulate_step needs at least one micro-batch.")
-        if len(micro_batches) == 1:
+        if len(micro_batches) == 1 and after_first_pass is None:
             text, video = embed_fn(micro_batches[0])
             losses = loss_fn(text, video)
             backward_fn(losses["loss"])
             return {name: value.detach() for name, value in losses.items()}
 
-        seeds = torch.randint(0, 2**62, (len(micro_batches),)).tolist()
-        texts, videos = [], []
-        with torch.no_grad():
-            for batch, seed in zip(micro_batches, seeds):
-                with _replayable_rng(seed):
-                    text, video = embed_fn(batch)
-                texts.append(text.detach())
-                videos.append(video.detach())
+        micro_batches = list(micro_batches)
+        seeds = _micro_batch_seeds(len(micro_batches))
+        texts, videos = _embed_without_grad(micro_batches, seeds, embed_fn)
+        if after_first_pass is not None:
+            added = list(after_first_pass(torch.cat(texts), torch.cat(videos)))
+            if added:
+                added_seeds = _micro_batch_seeds(len(added))
+                added_texts, added_videos = _embed_without_grad(added, added_seeds, embed_fn)
+                micro_batches, seeds = added + micro_batches, added_seeds + seeds
+                texts, videos = added_texts + texts, added_videos + videos
         text_offsets = _split_offsets([len(t) for t in texts])
         video_offsets = _split_offsets([len(v) for v in videos])
         cached_text, cached_video = torch.cat(texts), torch.cat(videos)
