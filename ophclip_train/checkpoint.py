@@ -17,10 +17,17 @@ start). Then checkpoints beyond `save_total_limit` are deleted, oldest first.
 Before a resume loads anything, `read_trainer_state` checks that the folder has every file (cheap: before the model
 is built) and `check_model_matches` that its weights have the names and shapes of the model being trained, so that a
 checkpoint of another model, or an incomplete one, is a clear error naming it rather than torch's size-mismatch list.
+
+Under FSDP (`configs/accelerate_fsdp.yaml`: FSDP2, `SHARDED_STATE_DICT`) accelerate writes the weights and the
+optimiser as `torch.distributed.checkpoint` folders instead (`pytorch_model_fsdp_0/`, `optimizer_0/`: one `.distcp`
+file per process and a `.metadata` file). torch unpickles the metadata and the non-tensor items unrestricted, so
+`read_sharded_metadata` checks both with restricted unpicklers before a resume; both checks read those folders too
+(`sharded=True`), the shapes from the metadata.
 """
 
 import json
 import logging
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -142,22 +149,110 @@ def save_checkpoint(accelerator, output_dir, step: int, trainer_state: dict, dat
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIMIZER_FILE = "optimizer.bin"
 DDP_PREFIX = "module."
+# What accelerate writes instead under FSDP with SHARDED_STATE_DICT (the first model's and optimiser's folders). The
+# model folder holds `{"model": state_dict}`, so its tensors are named `model.<parameter>`.
+FSDP_MODEL_DIR = "pytorch_model_fsdp_0"
+FSDP_OPTIMIZER_DIR = "optimizer_0"
+DCP_METADATA = ".metadata"
+FSDP_KEY_PREFIX = "model."
 
 
-def read_trainer_state(path) -> dict:
+# The only globals a `torch.distributed.checkpoint` `.metadata` pickle needs (torch 2.13: its dataclasses, tensor
+# properties, the storage paths); anything else is refused unread (it could run code).
+_DCP_METADATA_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem")
+_DCP_METADATA_GLOBALS = {("torch", "Size"), ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"),
+                         ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"), ("pathlib", "PureWindowsPath")}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles a `.metadata` file with only `_DCP_METADATA_*` globals (and torch dtypes) allowed."""
+
+    def find_class(self, module, name):
+        import torch
+
+        allowed = (module in _DCP_METADATA_MODULES and not name.startswith("__")) or (module, name) in \
+            _DCP_METADATA_GLOBALS or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype))
+        if not allowed:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a torch.distributed.checkpoint metadata file")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not part of a torch.distributed.checkpoint metadata file")
+
+
+def read_sharded_metadata(folder):
+    """The `torch.distributed.checkpoint` metadata of a sharded checkpoint folder (`pytorch_model_fsdp_0/`,
+    `optimizer_0/`), read without running code, after checking every pickled (non-tensor) item of its `.distcp`
+    files the same way.
+
+    torch reads these with plain `pickle.load` (the metadata) and `torch.load(weights_only=False)` (non-tensor items
+    such as the optimiser's learning rates): a crafted checkpoint would run code on `--resume`. Here the metadata goes
+    through an unpickler that allows only the metadata's own classes, and each non-tensor item through torch's
+    `weights_only` unpickler; tensors torch already loads with `weights_only=True`.
+
+    Raises:
+        ValueError: a file holds anything else (named, with what was found).
+    """
+    import io
+
+    import torch
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata
+
+    folder = Path(folder)
+    try:
+        with open(folder / DCP_METADATA, "rb") as handle:
+            metadata = _MetadataUnpickler(handle).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as error:
+        raise ValueError(f"{folder / DCP_METADATA} is not a torch.distributed.checkpoint metadata file this trainer "
+                         f"loads ({type(error).__name__}: {error}); it is not loaded (it could run code)") from None
+    for index, info in getattr(metadata, "storage_data", {}).items():
+        if not isinstance(metadata.state_dict_metadata.get(index.fqn), BytesStorageMetadata):
+            continue
+        data_file = folder / str(info.relative_path)
+        with open(data_file, "rb") as handle:
+            handle.seek(info.offset)
+            data = handle.read(info.length)
+        try:
+            torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ... by content
+            raise ValueError(f"{data_file} holds a non-tensor item {index.fqn!r} that is not plain data "
+                             f"({type(error).__name__}); it is not loaded (it could run code)") from None
+    return metadata
+
+
+def is_sharded_checkpoint(path) -> bool:
+    """Whether a checkpoint folder holds FSDP's sharded weights (`pytorch_model_fsdp_0/`) rather than a weight file."""
+    return (Path(path) / FSDP_MODEL_DIR).is_dir()
+
+
+def _layout_name(sharded: bool) -> str:
+    return "an FSDP launch (sharded weights)" if sharded else "a launch without FSDP (one process or DDP)"
+
+
+def read_trainer_state(path, sharded: bool = False) -> dict:
     """`trainer_state.json` of a checkpoint folder, after checking that the folder has every file a resume loads.
 
-    Cheap (no weights are read), so it runs before the model is built. Checkpoints sharded by DeepSpeed / FSDP keep
-    their weights elsewhere; pass only plain (single-process or DDP) checkpoints.
+    Cheap (no weights are read), so it runs before the model is built. `sharded`: the run is FSDP with sharded
+    checkpoints, whose weights and optimiser are `torch.distributed.checkpoint` folders (`FSDP_MODEL_DIR`,
+    `FSDP_OPTIMIZER_DIR`); otherwise pass only plain (single-process or DDP) checkpoints. DeepSpeed keeps its files
+    elsewhere.
 
     Raises:
         FileNotFoundError: a file is missing (named, with the checkpoint).
-        ValueError: `trainer_state.json` is not JSON or has no integer `global_step`.
+        ValueError: `trainer_state.json` is not JSON or has no integer `global_step`; the checkpoint was saved by
+            the other kind of launch (FSDP or not).
     """
     path = Path(path)
-    missing = [name for name in (TRAINER_STATE, OPTIMIZER_FILE) if not (path / name).is_file()]
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        missing.insert(0, f"{WEIGHT_FILES[0]} (or {WEIGHT_FILES[1]})")
+    if (path / TRAINER_STATE).is_file() and is_sharded_checkpoint(path) != sharded:
+        raise ValueError(f"--resume: the checkpoint {path} was saved by {_layout_name(not sharded)} and this run is "
+                         f"{_layout_name(sharded)}; resume it with the same kind of launch")
+    if sharded:
+        needed = (TRAINER_STATE, f"{FSDP_MODEL_DIR}/{DCP_METADATA}", f"{FSDP_OPTIMIZER_DIR}/{DCP_METADATA}")
+        missing = [name for name in needed if not (path / name).is_file()]
+    else:
+        missing = [name for name in (TRAINER_STATE, OPTIMIZER_FILE) if not (path / name).is_file()]
+        if not any((path / name).is_file() for name in WEIGHT_FILES):
+            missing.insert(0, f"{WEIGHT_FILES[0]} (or {WEIGHT_FILES[1]})")
     if missing:
         raise FileNotFoundError(f"--resume: the checkpoint {path} is incomplete: it lacks {', '.join(missing)}, which "
                                 "every checkpoint of train_accelerate.py has; resume from another checkpoint")
@@ -178,20 +273,34 @@ def read_trainer_state(path) -> dict:
         raise ValueError(f"--resume: {path / TRAINER_STATE} has no learning-rate scheduler state; checkpoints written "
                          "before it was kept there hold it in a pickle, which is not loaded (it could run code): start "
                          "a new run")
-    safetensors_file = path / WEIGHT_FILES[0]
-    if safetensors_file.is_file():
-        # A truncated file (a crash or a full disk mid-write) would surface as a raw SafetensorError at load time.
+    if sharded:  # torch would unpickle these folders' metadata and non-tensor items: checked first
+        for folder in (FSDP_MODEL_DIR, FSDP_OPTIMIZER_DIR):
+            try:
+                read_sharded_metadata(path / folder)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"--resume: {error}; resume from another checkpoint") from None
+    weights_file = path / (f"{FSDP_MODEL_DIR}/{DCP_METADATA}" if sharded else WEIGHT_FILES[0])
+    if weights_file.is_file():
+        # A truncated file (a crash or a full disk mid-write) would surface as a raw SafetensorError (or unpickling
+        # error) at load time.
         try:
             saved_weight_shapes(path)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error type for damaged files
-            raise ValueError(f"--resume: {safetensors_file} is damaged ({type(error).__name__}: {error}); resume from "
+            raise ValueError(f"--resume: {weights_file} is damaged ({type(error).__name__}: {error}); resume from "
                              "another checkpoint") from None
     return state
 
 
 def saved_weight_shapes(path) -> dict[str, tuple]:
-    """`{name: shape}` of the module weights in a checkpoint folder, read without loading the tensors."""
+    """`{name: shape}` of the module weights in a checkpoint folder, read without loading the tensors (under FSDP: the
+    whole tensors' shapes, from the sharded checkpoint's metadata)."""
     path = Path(path)
+    if is_sharded_checkpoint(path):
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+        metadata = read_sharded_metadata(path / FSDP_MODEL_DIR)
+        return {name.removeprefix(FSDP_KEY_PREFIX): tuple(item.size)
+                for name, item in metadata.state_dict_metadata.items() if isinstance(item, TensorStorageMetadata)}
     safetensors_file = path / WEIGHT_FILES[0]
     if safetensors_file.is_file():
         from safetensors import safe_open
@@ -213,7 +322,8 @@ def _launch(shapes: dict) -> str:
 
 
 def check_model_matches(path, module) -> None:
-    """Raise a clear error when the checkpoint's weights do not fit `module` (the module accelerate loads them into).
+    """Raise a clear error when the checkpoint's weights do not fit `module` (the module accelerate loads them into;
+    under FSDP its state dict holds DTensors, whose shapes are the whole tensors').
 
     Without this, accelerate's strict loading fails with torch's long `size mismatch` / `Missing key(s)` list that
     names neither the checkpoint nor what to do about it.
@@ -267,6 +377,8 @@ __all__ = [
     "DATA_STATE",
     "TRAINER_STATE",
     "check_model_matches",
+    "is_sharded_checkpoint",
+    "read_sharded_metadata",
     "list_checkpoints",
     "load_checkpoint",
     "read_trainer_state",

@@ -27,6 +27,7 @@ ends with the same weights as an uninterrupted one (with `--dataloader_num_worke
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -215,8 +216,28 @@ class Pretrainer:
         # checkpoint's trainer_state.json, not through register_for_checkpointing, whose pickle accelerate loads with
         # weights_only=False (a crafted checkpoint could run code).
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, c.warmup_steps, t.max_steps)
+        self._check_sharding(model)
         self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
+        # Under FSDP2 the prepared module is the model itself (`fully_shard` changes its class in place), so
+        # `unwrapped` is `module`: calling it runs FSDP's all-gather hooks, calling its submodules does not.
         self.unwrapped = self.accelerator.unwrap_model(self.module)
+
+    def _check_sharding(self, model) -> None:
+        """Under FSDP (`self.sharded`), refuse what the trainer cannot do right with sharded parameters, before
+        `prepare`: FSDP version 1 (its wrapper is not the module the trainer calls) and a learnable logit scale (the
+        losses read it outside the forward, where FSDP2 leaves a shard whose gradient no reduce-scatter averages)."""
+        from accelerate.utils import DistributedType
+
+        self.sharded = self.accelerator.distributed_type == DistributedType.FSDP
+        if not self.sharded:
+            return
+        if not self.accelerator.is_fsdp2:
+            raise ValueError("the trainer supports FSDP2 only: set fsdp_version: 2 in the accelerate config "
+                             "(configs/accelerate_fsdp.yaml)")
+        if isinstance(model.logit_scale, torch.nn.Parameter):
+            raise ValueError("--learnable_logit_scale cannot be combined with FSDP (distributed_type: FSDP): the "
+                             "losses read the scale outside the forward, where FSDP leaves it sharded; train it "
+                             "with DDP or one process, or keep the fixed scale")
 
     def _check_data(self):
         """Raise, naming the path and the subset, when OphVL at --data_path cannot feed this run: a missing folder, a
@@ -265,16 +286,53 @@ class Pretrainer:
         position = {int(r): i for i, r in enumerate(rows)}
         loader = silent_loader(self.data_path, self._bank_table, rows, self.processor, self.config.data)
         model = self.unwrapped.model
+        forwards = 0
         for batch in loader:
             self._failed_rows.update(batch["failed"])
             if not batch["rows"]:
                 continue
+            pixels, mask = batch["pixel_values_videos"].to(device), batch["frame_mask"].to(device)
             with self.accelerator.autocast():
-                embeds = model.get_video_features(batch["pixel_values_videos"].to(device),
-                                                  frame_mask=batch["frame_mask"].to(device)).pooler_output
+                if self.sharded:
+                    # Through the wrapped module's forward, which gathers the sharded weights (and normalises).
+                    embeds = self.module(pixel_values_videos=pixels, frame_mask=mask)["video_embeds"]
+                else:
+                    embeds = model.get_video_features(pixels, frame_mask=mask).pooler_output
+            forwards += 1
             embeds = F.normalize(embeds.float(), dim=-1).cpu()
             out[[position[r] for r in batch["rows"]]] = embeds
+        self._pad_bank_forwards(forwards)
         return out
+
+    def _pad_bank_forwards(self, done: int) -> None:
+        """Under FSDP every forward is collective (it all-gathers the shards), so a process whose share of a bank
+        refresh has fewer batches (a shorter or empty share, undecodable rows) runs placeholder forwards until it has
+        run as many as the others; their output is dropped, and eval mode leaves the BatchNorm statistics alone."""
+        if not self.sharded:
+            return
+        for _ in range(self._bank_forwards - done):
+            with self.accelerator.autocast():
+                self.module(pixel_values_videos=self._placeholder_video())
+
+    def _placeholder_embeds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(no text, no video)` rows of a silent micro-batch of which nothing decoded here, through a forward all the
+        same: every forward of the wrapped module is collective across processes (DDP broadcasts the BatchNorm
+        buffers in it, FSDP gathers the shards), so skipping it would leave the others waiting. A placeholder video
+        runs in eval mode (no BatchNorm statistics change), and an empty slice of its output keeps the graph, so that
+        the backward reaches every parameter (with zero gradients) as the other processes' backward does."""
+        self.module.eval()
+        try:
+            video = self.module(pixel_values_videos=self._placeholder_video())["video_embeds"][:0]
+        finally:
+            self.module.train()
+        return video.new_zeros(0, video.shape[-1]), video
+
+    def _placeholder_video(self) -> torch.Tensor:
+        """One black video of the training shape: what a process with nothing to encode feeds a collective forward
+        so that the others do not wait for it."""
+        size = self.processor.video_processor.crop_size
+        return torch.zeros(1, self.config.data.num_frames, 3, size["height"], size["width"],
+                           device=self.accelerator.device)
 
     def _refresh(self, rows) -> int:
         from .objectives import refresh_bank
@@ -282,6 +340,14 @@ class Pretrainer:
         self._sync_buffers()
         self.unwrapped.eval()
         try:
+            if self.sharded:
+                rank, world = self.accelerator.process_index, self.accelerator.num_processes
+                rows = rows.detach().cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+                longest = math.ceil(len(rows) / world)
+                self._bank_forwards = math.ceil(longest / self.config.data.bank_batch_size)
+                if not len(type(self.bank).shard_rows(rows, rank, world)):
+                    # refresh_bank does not call _encode_rows for an empty share: its forwards come before the gather.
+                    self._pad_bank_forwards(0)
             return refresh_bank(self.bank, self._encode_rows, rows, self.accelerator.process_index,
                                 self.accelerator.num_processes, gather_fn=self.accelerator.gather)
         finally:
@@ -496,9 +562,11 @@ class Pretrainer:
         def embed_fn(micro):
             if "silent_rows" not in micro:
                 return self._narrated_embed_fn(micro)
-            if "pixel_values_videos" not in micro:  # nothing decoded on this process: no rows, no forward
-                empty = torch.zeros(0, dim, device=self.accelerator.device)
-                return empty, empty
+            if "pixel_values_videos" not in micro:  # nothing decoded on this process: no rows
+                if self.accelerator.num_processes == 1:
+                    empty = torch.zeros(0, dim, device=self.accelerator.device)
+                    return empty, empty
+                return self._placeholder_embeds()
             video = self.module(pixel_values_videos=micro["pixel_values_videos"],
                                 frame_mask=micro["frame_mask"])["video_embeds"]
             return video.new_zeros(0, video.shape[-1]), video
@@ -591,10 +659,13 @@ class Pretrainer:
         }, folder / f"rank{self.accelerator.process_index}_first_step.pt")
         self._dumped_first_step = True
 
-    def _dump_final(self, step: int):
+    def _dump_final(self, step: int, module_hash: str | None = None):
+        """Each process's record of the final state. `module_hash`: under FSDP, the hash of the gathered weights
+        (every process holds only shards); otherwise each process hashes its own replica."""
         folder = Path(self.config.training.debug_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"rank": self.accelerator.process_index, "step": step, "state_dict_sha256": weights_hash(self.unwrapped, length=64),
+        state_hash = module_hash if self.sharded else weights_hash(self.unwrapped, length=64)
+        record = {"rank": self.accelerator.process_index, "step": step, "state_dict_sha256": state_hash,
                   "bank_sha256": hashlib.sha256(self.bank.embeddings.numpy().tobytes()).hexdigest()
                   if self.use_bank else None}
         (folder / f"rank{self.accelerator.process_index}_final.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -614,22 +685,29 @@ class Pretrainer:
                                     self.bank if self.use_bank else None, self.config.training.save_total_limit)
         logger.info(f"saved checkpoint {path}")
 
-    def _plain_checkpoints(self) -> bool:
-        """Whether checkpoints hold accelerate's plain weight files (not DeepSpeed / FSDP shards, which accelerate
-        checks itself)."""
+    def _checkpoint_layout(self) -> str | None:
+        """How this run's checkpoints hold the weights: `"plain"` (accelerate's weight files: one process or DDP),
+        `"sharded"` (FSDP with SHARDED_STATE_DICT: `torch.distributed.checkpoint` folders), or None (DeepSpeed,
+        Megatron, FSDP's other state-dict types, whose files accelerate checks itself)."""
         from accelerate.utils import DistributedType
 
-        return self.accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP,
-                                                         DistributedType.MEGATRON_LM)
+        kind = self.accelerator.distributed_type
+        if kind == DistributedType.FSDP:
+            state_dict_type = self.accelerator.state.fsdp_plugin.state_dict_type
+            sharded = str(getattr(state_dict_type, "name", state_dict_type)).endswith("SHARDED_STATE_DICT")
+            return "sharded" if sharded else None
+        return None if kind in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM) else "plain"
 
     def _check_resume(self) -> Path:
         """The checkpoint --resume names, checked before the model is built: complete (`ckpt.read_trainer_state`) and
         not past --max_steps."""
         t = self.config.training
-        if not self._plain_checkpoints():
+        layout = self._checkpoint_layout()
+        if layout is None:
             return ckpt.resolve_resume(t.resume, self.output_dir)
-        path = ckpt.resolve_resume(t.resume, self.output_dir, check=ckpt.read_trainer_state)
-        state = ckpt.read_trainer_state(path)
+        check = functools.partial(ckpt.read_trainer_state, sharded=layout == "sharded")
+        path = ckpt.resolve_resume(t.resume, self.output_dir, check=check)
+        state = check(path)
         step = state["global_step"]
         if step > t.max_steps:
             # Finishing would save a model trained past this run's schedule under this run's options.
@@ -648,7 +726,7 @@ class Pretrainer:
     def _resume(self, path) -> int:
         from datasets_ophvl import SilentVideoBank
 
-        if self._plain_checkpoints():
+        if self._checkpoint_layout() is not None:
             # Against the unwrapped module: accelerate saves (and loads) the weights without DDP's `module.` prefix,
             # so comparing with the wrapper refused every multi-process resume as "a different launch".
             ckpt.check_model_matches(path, self.unwrapped)  # before accelerate's strict load and its mismatch list
@@ -809,7 +887,7 @@ class Pretrainer:
         self._report_retrieval_quality()
         final_dir = self._finish(max(start, t.max_steps))
         return {"final_dir": str(final_dir), "global_step": max(start, t.max_steps), "last_metrics": last,
-                "weights_hash": weights_hash(self.unwrapped.model)}
+                "weights_hash": self._final_weights_hash}
 
     @staticmethod
     def _watch_sigterm() -> threading.Event:
@@ -857,11 +935,51 @@ class Pretrainer:
                 raise
             logger.warning(f"no model card written to {final_dir}: {type(error).__name__}: {error}")
 
+    def _broadcast_text(self, text: str, capacity: int = 256) -> str:
+        """The main process's `text` (at most `capacity` UTF-8 bytes) on every process: bytes in a tensor, no pickle."""
+        from accelerate.utils import broadcast
+
+        data = torch.zeros(capacity, dtype=torch.uint8, device=self.accelerator.device)
+        if self.accelerator.is_main_process:
+            encoded = text.encode()
+            if len(encoded) > capacity:
+                raise ValueError(f"_broadcast_text: {len(encoded)} bytes do not fit in {capacity}")
+            data[: len(encoded)] = torch.tensor(list(encoded), dtype=torch.uint8)
+        data = broadcast(data, from_process=0)
+        return bytes(data.cpu().tolist()).rstrip(b"\0").decode()
+
+    def _full_state_dict(self) -> dict | None:
+        """Under FSDP, the training module's whole weights (`model.*`, `simsiam_head.*`, buffers included) gathered
+        on the CPU of the main process (`accelerator.get_state_dict`): a collective, every process calls it; the
+        others get None."""
+        state = self.accelerator.get_state_dict(self.module)
+        return state if self.accelerator.is_main_process else None
+
+    @staticmethod
+    def _model_weights(state: dict) -> dict:
+        """The `OphCLIPModel` part of the training module's state dict, under the model's own names."""
+        return {name[len("model."):]: tensor for name, tensor in state.items() if name.startswith("model.")}
+
+    def _evaluation_model(self):
+        """The model the evaluator runs on the main process (None on the others): the trained model itself, or under
+        FSDP an unsharded copy built from the gathered weights (collective)."""
+        if not self.sharded:
+            return self.unwrapped.model if self.accelerator.is_main_process else None
+        from modeling_ophclip import OphCLIPModel
+
+        state = self._full_state_dict()
+        if state is None:
+            return None
+        model = OphCLIPModel(self.unwrapped.model.config)
+        model.load_state_dict(self._model_weights(state))
+        return model.to(self.accelerator.device)
+
     def _evaluate(self, evaluator, step: int):
         self._sync_buffers()
+        model = self._evaluation_model()
         if self.accelerator.is_main_process:
             try:
-                metrics = evaluator(self.unwrapped.model, self.processor, step)
+                metrics = evaluator(model, self.processor, step)
             finally:
                 self.unwrapped.train()
             if metrics:
@@ -874,16 +992,32 @@ class Pretrainer:
         accelerator = self.accelerator
         self._sync_buffers()
         final_dir = self.output_dir / FINAL_DIR
+        # Under FSDP the parameters are shards: the whole weights are gathered on the main process (collective).
+        state = self._full_state_dict() if self.sharded else None
+        module_hash = None
         if accelerator.is_main_process:
             model = self.unwrapped.model
-            model.save_pretrained(final_dir)
+            if self.sharded:
+                weights = self._model_weights(state)
+                self._final_weights_hash = weights_hash(weights)
+                module_hash = weights_hash(state, length=64) if t.debug_dir else None
+                model.save_pretrained(final_dir, state_dict=weights)  # which empties the dict it is given
+            else:
+                model.save_pretrained(final_dir)
+                self._final_weights_hash = weights_hash(model)
             self.processor.save_pretrained(final_dir)
             save_config(self.config, final_dir / PRETRAIN_CONFIG_FILE)
             self._write_model_card(final_dir)
             logger.info(f"saved the final model, processor and model card to {final_dir}; weights "
-                        f"{weights_hash(model)} (the hash evaluation records and the leaderboard show)")
+                        f"{self._final_weights_hash} (the hash evaluation records and the leaderboard show)")
+        if self.sharded:  # every process reports the gathered weights' hashes (hex text, broadcast as bytes)
+            text = f"{getattr(self, '_final_weights_hash', '')} {module_hash or ''}"
+            self._final_weights_hash, module_hash = (self._broadcast_text(text).split(" ") + [""])[:2]
+            module_hash = module_hash or None
+        elif not accelerator.is_main_process:
+            self._final_weights_hash = weights_hash(self.unwrapped.model)
         if t.debug_dir:
-            self._dump_final(step)
+            self._dump_final(step, module_hash)
         accelerator.wait_for_everyone()
         if t.push_to_hub and accelerator.is_main_process:
             push_folder(final_dir, t.hub_model_id, private=t.hub_private_repo, step=step)
