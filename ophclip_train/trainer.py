@@ -370,20 +370,25 @@ class Pretrainer:
         table = scan_silent_videos(self.data_path)
         n = len(table["video_id"])
         dim = self.unwrapped.model.config.projection_dim
-        # Placeholder vectors, the same on every process; every row is re-encoded right away.
+        # Placeholder vectors, the same on every process, in an exact index (nothing worth training an approximate
+        # one on); every row is re-encoded right away.
         initial = torch.randn(n, dim, generator=torch.Generator().manual_seed(self.config.training.seed))
-        self._set_bank(SilentVideoBank(Dataset.from_dict(table), initial,
-                                       **self.config.objectives.bank_index_kwargs()))
+        self._set_bank(SilentVideoBank(Dataset.from_dict(table), initial))
         self._failed_rows = set()
         self._refresh(torch.arange(n))
         failed = sorted(set(gather_object(sorted(self._failed_rows))))
+        keep = [row for row in range(n) if row not in set(failed)]
         if failed:
-            keep = [row for row in range(n) if row not in set(failed)]
             logger.warning(f"memory bank: {len(failed)} silent videos could not be decoded and were left out")
             if not keep:
                 raise ValueError("no silent video of the bank could be decoded")
-            self._set_bank(SilentVideoBank(self.bank.dataset.select(keep), self.bank.embeddings[keep].clone(),
-                                           **self.config.objectives.bank_index_kwargs()))
+        index_kwargs = self.config.objectives.bank_index_kwargs()
+        if failed or index_kwargs["string_factory"] is not None:
+            # The bank as it will be used: the decoded rows, the requested index built (and trained) once on them
+            # (over a new table: the placeholder bank's has its index attached).
+            dataset = Dataset.from_dict(table)
+            self._set_bank(SilentVideoBank(dataset.select(keep) if failed else dataset,
+                                           self.bank.embeddings[keep].clone(), **index_kwargs))
         self._check_bank()
         logger.info(f"memory bank: {len(self.bank)} silent videos encoded in {time.perf_counter() - started:.1f}s")
 
@@ -419,10 +424,11 @@ class Pretrainer:
             rows = self.bank.rows_for_refresh(self.refresh_count, o.bank_refresh_rows_per_step)
             self.refresh_count += 1
             refreshed = self._refresh(rows)
-            if not self.bank.is_exact and self.refresh_count % math.ceil(
+            if not self.bank.is_exact and len(rows) < len(self.bank) and self.refresh_count % math.ceil(
                     len(self.bank) / o.bank_refresh_rows_per_step) == 0:
                 # A cycle has re-encoded every row: retrain the approximate index (IVF centroids, PQ codebooks) on
-                # the current embeddings; every process does it on the same vectors.
+                # the current embeddings; every process does it on the same vectors. (A refresh of every row at
+                # once has retrained it already: `SilentVideoBank.update`.)
                 self.bank.rebuild()
             return refreshed
         return 0
@@ -538,14 +544,10 @@ class Pretrainer:
             return self._narrated_embed_fn, make_video_level_loss_fn(logit_scale, **self._loss_forms()), None, {}
         extra, state = {}, {}
 
-        if o.retrieval_form == "detached":
-            def loss_fn(text, video):
-                if "loss_fn" not in state:  # the first call: the titles of pass 1 (or of the only micro-batch)
-                    retrieved = self._retrieve_for_step(step, batch, text, extra)
-                    state["loss_fn"] = make_video_level_loss_fn(logit_scale, retrieval_weight=o.retrieval_weight,
-                                                                retrieved=retrieved, **self._loss_forms())
-                return state["loss_fn"](text, video)
-
+        if o.retrieval_form == "detached":  # retrieves on the loss's first call: the titles of pass 1
+            loss_fn = make_video_level_loss_fn(
+                logit_scale, retrieval_weight=o.retrieval_weight, **self._loss_forms(),
+                retrieve_fn=lambda titles: self._retrieve_for_step(step, batch, titles, extra))
             return self._narrated_embed_fn, loss_fn, None, extra
 
         def after_first_pass(titles, _videos):
@@ -995,6 +997,8 @@ class Pretrainer:
         # Under FSDP the parameters are shards: the whole weights are gathered on the main process (collective).
         state = self._full_state_dict() if self.sharded else None
         module_hash = None
+        if not self.sharded:  # every process holds the whole weights
+            self._final_weights_hash = weights_hash(self.unwrapped.model)
         if accelerator.is_main_process:
             model = self.unwrapped.model
             if self.sharded:
@@ -1004,7 +1008,6 @@ class Pretrainer:
                 model.save_pretrained(final_dir, state_dict=weights)  # which empties the dict it is given
             else:
                 model.save_pretrained(final_dir)
-                self._final_weights_hash = weights_hash(model)
             self.processor.save_pretrained(final_dir)
             save_config(self.config, final_dir / PRETRAIN_CONFIG_FILE)
             self._write_model_card(final_dir)
@@ -1014,8 +1017,6 @@ class Pretrainer:
             text = f"{getattr(self, '_final_weights_hash', '')} {module_hash or ''}"
             self._final_weights_hash, module_hash = (self._broadcast_text(text).split(" ") + [""])[:2]
             module_hash = module_hash or None
-        elif not accelerator.is_main_process:
-            self._final_weights_hash = weights_hash(self.unwrapped.model)
         if t.debug_dir:
             self._dump_final(step, module_hash)
         accelerator.wait_for_everyone()

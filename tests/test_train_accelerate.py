@@ -5,6 +5,7 @@ Every run uses the tiny ResNet + BERT config of `ophclip_testing`, 32-px frames,
 need two processes are subprocesses; the others run in-process through `train_accelerate.main`.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -50,18 +51,25 @@ def base_args(assets, output_dir, *extra) -> list[str]:
     ]
 
 
-def train_in_process(args) -> dict:
-    """`train_accelerate.main(args)` in this process, leaving accelerate's process-wide state as it found it."""
+@contextlib.contextmanager
+def accelerate_state_reset():
+    """Leave accelerate's process-wide state as it was found, whatever the block does with it."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    import train_accelerate
-
     try:
-        return train_accelerate.main(args)
+        yield
     finally:
         AcceleratorState._reset_state(True)
         GradientState._reset_state()
         PartialState._reset_state()
+
+
+def train_in_process(args) -> dict:
+    """`train_accelerate.main(args)` in this process, leaving accelerate's process-wide state as it found it."""
+    import train_accelerate
+
+    with accelerate_state_reset():
+        return train_accelerate.main(args)
 
 
 def subprocess_env() -> dict:
@@ -678,8 +686,6 @@ def test_log_window_averages_each_level_over_the_window():
 def test_timing_hooks_see_each_phase_of_each_step_by_name(assets, tmp_path):
     """`Pretrainer.add_timing_hook`: after every training step's data, forward + backward and optimiser phases, in
     that order, each hook is called with the phase's name and its seconds (what benchmarks/bench_train.py uses)."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
     from ophclip_train.config import parse_config
     from ophclip_train.trainer import TIMED_PHASES, Pretrainer
 
@@ -690,14 +696,10 @@ def test_timing_hooks_see_each_phase_of_each_step_by_name(assets, tmp_path):
     trainer.add_timing_hook(lambda phase, seconds: second.append(phase))
     with pytest.raises(TypeError, match="a timing hook must be callable"):
         trainer.add_timing_hook("data")
-    try:
+    with accelerate_state_reset():
         trainer.setup()
         assert calls == []  # building the model and the streams is no training phase
         levels = [trainer.run_step(step)["level"] for step in range(2)]
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-        PartialState._reset_state()
     assert levels == ["clip", "video"]
     assert TIMED_PHASES == ("data", "forward_backward", "optimizer_step")
     assert [phase for phase, _ in calls] == list(TIMED_PHASES) * 2
@@ -705,19 +707,20 @@ def test_timing_hooks_see_each_phase_of_each_step_by_name(assets, tmp_path):
     assert all(isinstance(seconds, float) for _, seconds in calls)
 
 
-def test_retrieval_queries_are_the_first_pass_title_embeddings(assets, tmp_path):
+@pytest.mark.parametrize("form", ["encoded", "detached"])
+def test_retrieval_queries_are_the_first_pass_title_embeddings(assets, tmp_path, form):
     """A video step with retrieval spends no text forward of its own on the queries: the bank is searched with the
-    titles' embeddings from the step's first (no-grad) pass, and the text tower runs once per pass (twice in all)."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
+    titles' embeddings from the step's first pass. Encoded form: the text tower runs once per pass, pass 1 without
+    gradients (twice in all); detached form with one micro-batch: once, with gradients, its embeddings the queries."""
     from ophclip_train.config import parse_config
     from ophclip_train.trainer import Pretrainer
 
-    trainer = Pretrainer(parse_config(base_args(assets, tmp_path / "run", "--max_steps", "2")))
-    try:
+    trainer = Pretrainer(parse_config(base_args(assets, tmp_path / "run", "--max_steps", "2",
+                                                "--retrieval_form", form)))
+    with accelerate_state_reset():
         trainer.setup()
         assert trainer.run_step(0)["level"] == "clip"
-        text_calls, queries = [], []
+        text_calls, queries, titles = [], [], []
         handle = trainer.unwrapped.model.text_model.register_forward_hook(
             lambda module, args, output: text_calls.append(torch.is_grad_enabled()))
         search = trainer.bank.search
@@ -727,23 +730,21 @@ def test_retrieval_queries_are_the_first_pass_title_embeddings(assets, tmp_path)
             return search(vectors, k)
 
         trainer.bank.search = recording_search
-        first_pass = []
         inner = trainer._narrated_embed_fn
 
         def narrated_embed_fn(micro):
             text, video = inner(micro)
-            if not torch.is_grad_enabled():
-                first_pass.append(text.detach().clone())
+            titles.append(text.detach().clone())
             return text, video
 
         trainer._narrated_embed_fn = narrated_embed_fn
         record = trainer.run_step(1)
         handle.remove()
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-        PartialState._reset_state()
-    assert record["level"] == "video" and record["video/silent_videos_encoded"] == 2
-    assert text_calls == [False, True]  # pass 1 without gradients, pass 2 with them: no third forward for queries
-    assert len(queries) == 1 and len(first_pass) == 1
-    torch.testing.assert_close(queries[0], torch.nn.functional.normalize(first_pass[0].float(), dim=-1))
+    assert record["level"] == "video"
+    if form == "encoded":
+        assert record["video/silent_videos_encoded"] == 2
+        assert text_calls == [False, True]  # pass 1 without gradients, pass 2 with them: no third forward
+    else:
+        assert text_calls == [True]  # the step's only forward: no extra one for the queries
+    assert len(queries) == 1
+    torch.testing.assert_close(queries[0], torch.nn.functional.normalize(titles[0].float(), dim=-1))

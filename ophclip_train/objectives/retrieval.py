@@ -132,7 +132,7 @@ def _hashable(value):
 
 def make_video_level_loss_fn(
     logit_scale, bank=None, k: int | None = None, retrieval_weight: float = 0.5, retrieved=None,
-    silent_rows=None, local_loss: bool = False, equal_batches: bool = False,
+    silent_rows=None, local_loss: bool = False, equal_batches: bool = False, retrieve_fn=None,
 ) -> Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
     r"""
     A `loss_fn(text_embeds, video_embeds) -> dict` for one training step, e.g. for [`CachedFeatureAccumulator`].
@@ -140,7 +140,9 @@ def make_video_level_loss_fn(
     - Without `bank` and `retrieved`: the plain video-level contrastive loss.
     - Detached form: with a `bank` (and `k`) the first call retrieves the top-`k` silent videos for the (detached)
       title embeddings it is given and every later call reuses them (one retrieval per step on the whole local batch);
-      or pass `retrieved`, the `(vectors, mask, indices)` of [`retrieve`] / [`random_pairing`] computed beforehand.
+      or pass `retrieved`, the `(vectors, mask, indices)` of [`retrieve`] / [`random_pairing`] computed beforehand,
+      or `retrieve_fn(title_embeds) -> (vectors, mask, indices)`, called on the first call's (detached) titles in
+      place of `retrieve(bank, titles, k)` (the trainer's: random pairing, precision logging).
     - Encoded form: pass `retrieved` and `silent_rows`, the bank rows of the silent videos encoded with gradients this
       step. The `video_embeds` given to `loss_fn` then start with their `len(silent_rows)` embeddings (the
       accumulator's silent micro-batch, placed first), followed by the narrated videos that pair with `text_embeds`.
@@ -154,6 +156,9 @@ def make_video_level_loss_fn(
         raise ValueError("make_video_level_loss_fn: pass k (how many silent videos to retrieve) with the bank.")
     if silent_rows is not None and retrieved is None:
         raise ValueError("make_video_level_loss_fn: the encoded form (silent_rows) needs the retrieval (retrieved=).")
+    if retrieve_fn is None and bank is not None:
+        def retrieve_fn(title_embeds):
+            return retrieve(bank, title_embeds, k)
     memo: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     if retrieved is not None:
         memo["retrieved"] = retrieved
@@ -161,10 +166,10 @@ def make_video_level_loss_fn(
     forms = {"local_loss": local_loss, "equal_batches": equal_batches}
 
     def loss_fn(text_embeds: torch.Tensor, video_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        if bank is None and not memo:
+        if retrieve_fn is None and not memo:
             return video_level_loss(text_embeds, video_embeds, logit_scale=logit_scale, **forms)
         if "retrieved" not in memo:
-            memo["retrieved"] = retrieve(bank, text_embeds, k)
+            memo["retrieved"] = retrieve_fn(text_embeds.detach())
         vectors, mask, indices = memo["retrieved"]
         if silent_rows is not None:
             rows = torch.as_tensor(np.asarray(silent_rows), dtype=torch.long, device=video_embeds.device)
