@@ -87,16 +87,21 @@ def save_tiny_model(folder, vision: str = "resnet", seed: int = 0):
     return str(folder)
 
 
-def launch_app(demo) -> str:
-    """Serve a built web app (`ophclip_cli.app.build_app`) on a free loopback port, one request at a time, without
-    blocking; returns its URL (close it with `demo.close()`)."""
+def free_port() -> int:
+    """A loopback port no one listens on now (a fixed one can be taken by another run on the same machine)."""
     import socket
-
-    from ophclip_cli.app import launch_kwargs
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def launch_app(demo) -> str:
+    """Serve a built web app (`ophclip_cli.app.build_app`) on a free loopback port, one request at a time, without
+    blocking; returns its URL (close it with `demo.close()`)."""
+    from ophclip_cli.app import launch_kwargs
+
+    port = free_port()
     demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
                                                     prevent_thread_lock=True, quiet=True, **launch_kwargs(demo.core))
     return f"http://127.0.0.1:{port}/"

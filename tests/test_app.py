@@ -3,7 +3,6 @@ and a tiny OphVL-mini benchmark; and the out-of-domain signal that it shares wit
 
 import csv
 import json
-import socket
 import subprocess
 import sys
 from fractions import Fraction
@@ -16,7 +15,7 @@ gradio = pytest.importorskip("gradio", reason="the web app needs gradio (pip ins
 av = pytest.importorskip("av")
 
 from ophclip_cli import main  # noqa: E402
-from ophclip_testing import launch_app, save_tiny_model, write_test_video  # noqa: E402
+from ophclip_testing import free_port, launch_app, save_tiny_model, write_test_video  # noqa: E402
 
 
 def _encode(path, frames, rate=4):
@@ -327,9 +326,7 @@ def test_app_command_serves_the_page(setup, tmp_path):
     import os
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "ophclip_cli", "app", "--model", setup["model"], "--port",
                                 str(port), "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -10,7 +10,6 @@ the same shard count and the whole dataset card can be compared.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from datasets_ophvl.build import (
 from datasets_ophvl.curation.sources import Source
 from datasets_ophvl.shards import MANIFEST, ShardWriter
 from test_ophvl_build import PHACO_VTT, TRAB_SRT, VITRECTOMY_JSON, read_subsets, snapshot, write_video
+from ophclip_testing import free_port
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +60,6 @@ def one_process(source_dir):
     out = source_dir.parent / "one"
     assert main(build_args(source_dir, out)) == 0
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(target: list[str], args: list[str], processes: int = 2) -> subprocess.CompletedProcess:

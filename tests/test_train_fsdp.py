@@ -11,13 +11,13 @@ is compared with DDP. The two-process runs reuse the tiny assets and options of 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from ophclip_testing import free_port
 from test_train_accelerate import (  # noqa: F401  (assets: the module's fixture, reused)
     REPO_ROOT, SCRIPT, assert_same_tensors, assets, base_args, metrics_of, subprocess_env, weights)
 
@@ -76,13 +76,6 @@ _trainer.Pretrainer._silent_micro_batch = _silent
 # FSDP reduce-scatters gradients and computes the clipping norm from shards where DDP all-reduces whole tensors: the
 # same sums in another order, so the weights may differ by float32 rounding (a few 1e-7 relative per step).
 FSDP_RTOL, FSDP_ATOL = 1e-5, 1e-6
-
-
-def free_port() -> int:
-    """A port no one listens on now (a fixed one can be taken by another test run on the same machine)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_two_processes(script, args, probe_dir) -> subprocess.CompletedProcess:
