@@ -15,6 +15,7 @@ page's status line, never by a stack trace; unexpected failures are logged on th
 gradio is imported only here, so `ophclip --help` does not load it.
 """
 
+import functools
 import hashlib
 import html
 import logging
@@ -138,11 +139,17 @@ def probe_video(path, max_duration: float, max_pixels: int) -> VideoInfo:
 
 
 def _file_sha1(path) -> str:
-    digest = hashlib.sha1()
+    """The SHA-1 of a file's bytes (what the app keys videos by), read once per version of the file: a request asks
+    for it several times (cache, ground truth, CSV name)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha1_of_version(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha1_of_version(path: Path, size: int, mtime_ns: int) -> str:
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha1").hexdigest()
 
 
 def _upload_paths(files) -> list[Path]:
@@ -284,14 +291,12 @@ class OphCLIPApp:
     def _reference_from_examples(self) -> dict:
         import torch
 
+        from .common import frame_embeddings
+
         labels, texts = self.prompt_texts(EXAMPLES_BENCHMARK, "")
         class_embeds = self.class_embeddings(EXAMPLES_BENCHMARK, "")
-        embeds = []
-        for path in self._reference_videos:
-            reader = open_video(path)
-            for _, _, frame_embeds, _ in iter_zero_shot_batches(self.model, self.processor, reader, class_embeds, FPS,
-                                                                self.batch_size):
-                embeds.append(frame_embeds)
+        embeds = [frame_embeddings(self.model, self.processor, open_video(path), FPS, self.batch_size)[0]
+                  for path in self._reference_videos]
         return build_ood_reference(self.model, self.processor, torch.cat(embeds), class_embeds, labels,
                                    videos=len(self._reference_videos))
 
@@ -368,21 +373,14 @@ class OphCLIPApp:
         if key in self._videos:
             return self._videos[key]
         info = probe_video(path, self.max_duration, self.max_pixels)
-        import torch
-
-        from .common import encode_frames
-        from .video import iter_fps_frames
+        from .common import frame_embeddings
 
         with self._lock:
             reader = open_video(info.path)
             total = frame_count(reader, FPS)
-            times, embeds = [], []
-            for _, batch_times, frames in iter_fps_frames(reader, FPS, self._batch_size_for(info)):
-                embeds.append(encode_frames(self.model, self.processor, frames).cpu())
-                times.extend(batch_times)
-                if progress is not None:
-                    progress(len(times), total)
-        analysis = VideoAnalysis(info, times, torch.cat(embeds))
+            embeds, times = frame_embeddings(self.model, self.processor, reader, FPS, self._batch_size_for(info),
+                                             None if progress is None else lambda done: progress(done, total))
+        analysis = VideoAnalysis(info, times, embeds)
         self._remember(analysis)
         return analysis
 

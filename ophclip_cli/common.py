@@ -14,14 +14,6 @@ class CLIError(Exception):
     """An error to report as one line and exit 1."""
 
 
-def _progress(iterable=None, **kwargs):
-    from tqdm.auto import tqdm
-
-    kwargs.setdefault("disable", None)  # hide when stderr is not a terminal
-    kwargs.setdefault("leave", False)
-    return tqdm(iterable, **kwargs)
-
-
 def _check_output(path, overwrite: bool, suffixes: tuple[str, ...] | None = None) -> Path:
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
@@ -113,3 +105,19 @@ def encode_frames(model, processor, frames):
     with torch.no_grad():
         pixels = _frames_to_pixels(processor, frames, model)
         return F.normalize(model.get_image_features(pixels).pooler_output.float(), dim=-1)
+
+
+def frame_embeddings(model, processor, reader, fps: float, batch_size: int, progress=None):
+    """`(embeddings, times)`: the normalised embeddings `(N, D)` (on the CPU) of a video's frames sampled at `fps`,
+    `batch_size` frames per forward, and their times in seconds; `progress(frames done)` after each batch."""
+    import torch
+
+    from .video import iter_fps_frames
+
+    embeds, times = [], []
+    for _, batch_times, frames in iter_fps_frames(reader, fps, batch_size):
+        embeds.append(encode_frames(model, processor, frames).cpu())
+        times.extend(batch_times)
+        if progress is not None:
+            progress(len(times))
+    return torch.cat(embeds), times

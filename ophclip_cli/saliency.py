@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from .common import CLIError, IMAGE_EXTENSIONS, _frames_to_pixels, _progress, encode_texts, load_ophclip
+from evaluate_suite.progress import progress_bar
+from .common import CLIError, IMAGE_EXTENSIONS, _frames_to_pixels, encode_texts, load_ophclip
 from .plots import _save_overlay
 from .video import _read_image, open_video
 
@@ -121,7 +122,7 @@ def cmd_attention(args) -> int:
     images, maps, similarity, method = saliency_maps(model, processor, frames, args.text)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i in _progress(range(len(images)), desc="attention", unit="frame"):
+    for i in progress_bar(range(len(images)), desc="attention", unit="frame"):
         path = output_dir / f"frame_{i:03d}_t{times[i]:.2f}s.png"
         _save_overlay(path, np.ascontiguousarray(images[i]), maps[i],
                       f"{args.text!r} — {method}, t={times[i]:.2f}s, cos={similarity[i].item():.3f}", args.alpha)

@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from .common import CLIError, VIDEO_EXTENSIONS, _check_output, _progress, encode_frames, encode_texts, load_ophclip
-from .video import _collect_videos, iter_fps_frames, open_video
+from evaluate_suite.progress import progress_bar
+from .common import CLIError, VIDEO_EXTENSIONS, _check_output, encode_texts, frame_embeddings, load_ophclip
+from .video import _collect_videos, open_video
 
 
 def cmd_embed(args) -> int:
@@ -32,7 +33,7 @@ def cmd_embed(args) -> int:
         print(f"ophclip embed: warning: skipping {reason}", file=sys.stderr)
     model, processor = load_ophclip(args.model, args.device)
     videos, embeddings = [], []
-    for video in _progress(readable, desc="embed", unit="video"):
+    for video in progress_bar(readable, desc="embed", unit="video"):
         try:
             inputs = processor(videos=str(video), num_frames=args.num_frames, return_tensors="pt")
         except ValueError as error:
@@ -93,12 +94,8 @@ def _video_frame_embeddings(model, processor, video: Path, fps: float, batch_siz
     if cache is not None and cache.exists():
         data = load_file(str(cache))
         return data["embeddings"], data["times"].tolist()
-    reader = open_video(video)
-    embeds, times = [], []
-    for _, batch_times, frames in iter_fps_frames(reader, fps, batch_size):
-        embeds.append(encode_frames(model, processor, frames).cpu())
-        times.extend(batch_times)
-    embeds = torch.cat(embeds).contiguous()
+    embeds, times = frame_embeddings(model, processor, open_video(video), fps, batch_size)
+    embeds = embeds.contiguous()
     if cache is not None:
         save_file({"embeddings": embeds, "times": torch.tensor(times, dtype=torch.float64)}, str(cache))
     return embeds, times
@@ -139,7 +136,7 @@ def cmd_search(args) -> int:
     model, processor = load_ophclip(args.model, args.device)
     model.name_or_path = args.model
     all_embeds, moments, skipped = [], [], []
-    for video in _progress(videos, desc="index", unit="video"):
+    for video in progress_bar(videos, desc="index", unit="video"):
         try:
             embeds, times = _video_frame_embeddings(model, processor, video, args.fps, args.batch_size, cache_dir)
         except CLIError as error:

@@ -4,7 +4,8 @@ import csv
 import json
 from pathlib import Path
 
-from .common import CLIError, _check_output, _progress, encode_frames, encode_texts, load_ophclip
+from evaluate_suite.progress import progress_bar
+from .common import CLIError, _check_output, encode_frames, encode_texts, frame_embeddings, load_ophclip
 from .plots import plot_timeline
 from .video import iter_fps_frames, open_video
 
@@ -87,7 +88,7 @@ def zero_shot_predictions(model, processor, video, class_embeds, fps: float, win
     reader = open_video(video)
     duration = len(reader) / reader.get_avg_fps()
     times, probs = [], []
-    with _progress(total=frame_count(reader, fps), desc=f"zero-shot {Path(video).name}", unit="frame") as bar:
+    with progress_bar(total=frame_count(reader, fps), desc=f"zero-shot {Path(video).name}", unit="frame") as bar:
         for batch_times, _, frame_embeds, batch_probs in iter_zero_shot_batches(model, processor, reader, class_embeds,
                                                                                 fps, batch_size):
             probs.append(batch_probs)
@@ -169,9 +170,8 @@ def cmd_ood_reference(args) -> int:
     model, processor = load_ophclip(args.model, args.device)
     class_embeds = class_embeddings(model, processor, texts) if texts else None
     embeddings = []
-    for video in _progress(videos, desc="ood-reference", unit="video"):
-        for _, _, frames in iter_fps_frames(open_video(video), args.fps, args.batch_size):
-            embeddings.append(encode_frames(model, processor, frames).cpu())
+    for video in progress_bar(videos, desc="ood-reference", unit="video"):
+        embeddings.append(frame_embeddings(model, processor, open_video(video), args.fps, args.batch_size)[0])
     reference = build_ood_reference(model, processor, torch.cat(embeddings), class_embeds, labels,
                                     videos=len(videos))
     save_ood_reference(reference, output)
