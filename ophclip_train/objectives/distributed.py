@@ -26,19 +26,22 @@ def _gather_sizes(n: int, device: torch.device, world_size: int) -> list[int]:
 
 def _gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Concatenate `x` over processes along dim 0, with autograd, given every process's number of rows."""
-    from torch.distributed import _functional_collectives as funcol
+    # Synchronous gather with autograd (backward: every process's gradient of this slice, summed). Not
+    # `_functional_collectives.all_gather_single_autograd`: with gloo on torch 2.13 its asynchronous tensors crashed
+    # a 2-process test about one run in ten ("malloc(): unaligned tcache chunk detected", "terminate called without
+    # an active exception"); 24 runs in a row passed with this one.
+    from torch.distributed.nn.functional import all_gather
 
     x = x.contiguous()
     longest = max(sizes)
     if x.shape[0] != sizes[dist.get_rank()]:
         raise ValueError(f"gather: local tensor has {x.shape[0]} rows, expected {sizes[dist.get_rank()]}.")
     if min(sizes) == longest:
-        return funcol.all_gather_single_autograd(x, gather_dim=0, group=dist.group.WORLD)
+        return torch.cat(all_gather(x))
     # Uneven local batches: pad every slice to the longest (with autograd), gather, strip the padding.
     if x.shape[0] < longest:
         x = torch.cat([x, x.new_zeros((longest - x.shape[0],) + tuple(x.shape[1:]))])
-    gathered = funcol.all_gather_single_autograd(x, gather_dim=0, group=dist.group.WORLD)
-    return torch.cat([chunk[:n] for chunk, n in zip(gathered.split(longest), sizes)])
+    return torch.cat([chunk[:n] for chunk, n in zip(all_gather(x), sizes)])
 
 
 def _local_sizes(n: int, device: torch.device, world_size: int, equal_sizes: bool) -> list[int]:
@@ -69,8 +72,8 @@ def gather_with_grad(x: torch.Tensor, equal_sizes: bool = False) -> torch.Tensor
     `drop_last=True`) to skip that exchange: with unequal sizes the collective then fails or hangs. Tensors that do
     not require grad are simply gathered.
 
-    Uses `torch.distributed._functional_collectives.all_gather_single_autograd` on the default (WORLD) group;
-    works with gloo (CPU) and NCCL (tensors on the process's GPU).
+    Uses `torch.distributed.nn.functional.all_gather` on the default (WORLD) group; works with gloo (CPU) and NCCL
+    (tensors on the process's GPU).
     """
     return _gather_many(x, equal_sizes=equal_sizes)[0]
 
